@@ -132,6 +132,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 
 def settings_hash(cfg: Any, n: int = 8) -> str:
-    """A short stable hash of a config, for run names that never collide."""
-    blob = json.dumps(to_dict(cfg), sort_keys=True, default=str).encode()
+    """A short stable hash of a config (dataclass or mapping), for run names that never collide."""
+    d = cfg if isinstance(cfg, dict) else to_dict(cfg)
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:n]

@@ -123,14 +123,15 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ArcDataError(f"{p}: not UTF-8 text") from None
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = None) -> Path:
-    """Write JSON to a temp file beside `path`, fsync, then rename: a reader never sees half a file."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write to a temp file beside `path`, fsync, then rename: a reader never sees half a file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
@@ -139,6 +140,17 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = No
             os.unlink(tmp)
         raise
     return p
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = None) -> Path:
+    """JSON through write_bytes_atomic (serialised first, so a bad object never truncates the old file)."""
+    return write_bytes_atomic(path, json.dumps(obj, indent=indent).encode("utf-8"))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _pair(obj: Any, where: str, need_output: bool) -> Pair:
