@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .augment import random_augmentation, swap_train_test
-from .data import ArcDataError, Pair, Task, load_pairs, load_tasks
+from .data import ArcDataError, Pair, Task, load_pairs, load_tasks, resolve_path
 from .encode import FORMATS, Codec, Example, build_example
 
 IGNORE = -100
@@ -44,11 +44,12 @@ def _sibling_solutions(path: Path) -> Path | None:
 class TaskPool:
     """All training tasks: challenge tasks (with solutions) and RE-ARC generated pair lists."""
 
-    def __init__(self, data: DataSettings):
+    def __init__(self, data: DataSettings, tasks: list[Task] | None = None):
+        """Load the sources named in `data`; `tasks` adds ready-made tasks (e.g. leave-one-out tasks for TTFT)."""
         self.data = data
-        self.tasks: list[Task] = []
+        self.tasks: list[Task] = list(tasks or [])
         for f in data.challenges:
-            p = Path(f)
+            p = resolve_path(f)
             sol = _sibling_solutions(p) if data.test_outputs else None
             tasks = load_tasks(p, sol)
             for t in tasks.values():
@@ -59,7 +60,7 @@ class TaskPool:
                 self.tasks.append(t)
         self.generated: list[tuple[str, list[Pair]]] = []
         if data.re_arc:
-            folder = Path(data.re_arc)
+            folder = resolve_path(data.re_arc)
             folder = folder / "tasks" if (folder / "tasks").is_dir() else folder
             files = sorted(folder.glob("*.json"))
             if not files:

@@ -63,7 +63,7 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 # Modules imported when the parser is built, so commands they `register` appear (keep them light to import).
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = ("arcsub.taskcli",)
 
 
 def register(cmd: Command) -> Command:
@@ -426,6 +426,175 @@ register(
         "and the most voted candidates of --predictions, wrong cells crossed out. With --task all, or -o\n"
         "ending in .html, write an HTML report of the whole predictions file (every task when no predictions\n"
         "are given): summary metrics, then per task the test input, truth and top candidates with counts.",
+    )
+)
+
+
+# ---------------------------------------------------------------- train / ttft / predict / dry-run
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """--config FILE plus key=value overrides, which may also follow the options."""
+    p.add_argument("--config", metavar="FILE", help="YAML/JSON config (defaults otherwise)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=200 lora.r=16")
+    parse = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        ns, extra = parse(args, namespace)
+        trailing = [a for a in extra if "=" in a and not a.startswith("-")]
+        if trailing:
+            ns.overrides = [*(getattr(ns, "overrides", None) or []), *trailing]
+        return ns, [a for a in extra if a not in trailing]
+
+    p.parse_known_args = parse_known_args  # type: ignore[method-assign]
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import TrainConfig, train
+
+    run = train(load_config(TrainConfig, args.config, args.overrides), progress=not args.quiet)
+    print(f"run: {run}")
+    return EXIT_OK
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+register(
+    Command(
+        "train",
+        "train a model from scratch or fine-tune a local checkpoint (LoRA or full)",
+        _add_train,
+        _run_train,
+        "Train on ARC tasks written as text. model=<preset> (tiny, small, medium, qwen0.5b-shape) trains from\n"
+        "scratch with the compact grid tokenizer; model=<dir> fine-tunes a local Hugging Face checkpoint.\n"
+        "The run directory runs/<model>__<data>__<settings> holds log.jsonl, checkpoint/ (resumed automatically\n"
+        "when the same command runs again) and model/. Multi-GPU: torchrun --nproc-per-node N -m arcsub.cli train.\n"
+        "Example: arcsub train --config configs/train-small.yaml steps=2000 lora.r=0",
+    )
+)
+
+
+def _add_ttft(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="base model directory")
+    p.add_argument("challenges", help="challenges JSON (only the demonstration pairs are used)")
+    p.add_argument("-o", "--out", required=True, help="adapters folder (resumed when it exists)")
+    p.add_argument("--tasks", metavar="IDS", help="comma-separated task ids, or N for the first N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(p)
+
+
+def _pick_ids(spec: str | None, tasks: dict[str, Task]) -> list[str]:
+    if spec is None:
+        return list(tasks)
+    ids = list(tasks)[: int(spec)] if spec.isdigit() else [t for t in spec.split(",") if t]
+    unknown = [t for t in ids if t not in tasks]
+    if unknown:
+        raise ArcDataError(f"task {unknown[0]}: not in the challenges file")
+    return ids
+
+
+def _run_ttft(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .models import check_model_dir
+    from .ttft import TTFTConfig, run_ttft
+
+    cfg = load_config(TTFTConfig, args.config, args.overrides)
+    check_model_dir(args.model)
+    tasks = load_tasks(args.challenges)
+    ids = _pick_ids(args.tasks, tasks)
+    out = run_ttft(args.model, {t: tasks[t] for t in ids}, args.out, cfg, progress=not args.quiet)
+    print(f"adapters: {out}")
+    return EXIT_OK
+
+
+register(
+    Command(
+        "ttft",
+        "test-time fine-tune LoRA adapters on each task's demonstrations",
+        _add_ttft,
+        _run_ttft,
+        "Fit a small LoRA per task on its leave-one-out demonstration tasks (mode=per-task), or one LoRA on\n"
+        "all tasks merged into OUT/model (mode=group). Finished tasks are saved at once and skipped on rerun.\n"
+        "Example: arcsub ttft models/arcsub-small tasks.json -o runs/adapters steps=100 seconds_per_task=30",
+    )
+)
+
+
+def _add_predict(p: argparse.ArgumentParser) -> None:
+    from .predict import add_arguments
+
+    add_arguments(p)
+
+
+register(
+    Command(
+        "predict",
+        "sample candidates over augmented views, vote, write predictions and submission",
+        _add_predict,
+        "arcsub.predict:run_cli",
+        "Predict every test output of a challenges file: K augmented views per test input (D8, colours,\n"
+        "pair order), greedy / sampling / DFS with the torch or vLLM engine (per-task LoRA adapters with\n"
+        "--adapters), reverted and voted into attempt_1/attempt_2. Files are named from model, data and settings.",
+    )
+)
+
+
+def _add_dry_run(p: argparse.ArgumentParser) -> None:
+    from .data import dataset_files
+
+    c, s = dataset_files("arc-agi-1", "evaluation")
+    p.add_argument("--challenges", default=str(c), help="challenges JSON (default: ARC-AGI-1 evaluation)")
+    p.add_argument("--solutions", default=None, help="solutions JSON (default: the challenges' sibling)")
+    p.add_argument("--tasks", default="4", help="N (the N smallest tasks) or comma-separated task ids")
+    p.add_argument("-o", "--out", default=None, help="output folder (default: runs/dry-run__<model>__<data>__<n>)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_config_arguments(p)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _run_dry_run(args: argparse.Namespace) -> int:
+    from .pipeline import (default_model_dir, format_summary, json_summary, load_pipeline_config,
+                           pick_dry_run_tasks, run_pipeline)
+
+    config = args.config
+    if config is None and not _has_cuda():
+        config = str(Path(__file__).resolve().parent.parent / "configs" / "dry-run-cpu.yaml")
+        print(f"no GPU: using {config} (small budgets)", file=sys.stderr)
+    cfg = load_pipeline_config(config, args.overrides)
+    challenges = Path(args.challenges)
+    solutions = args.solutions
+    if solutions is None:
+        sib = challenges.with_name(challenges.name.replace("_challenges", "_solutions"))
+        solutions = str(sib) if sib.exists() and sib != challenges else None
+    ids = (pick_dry_run_tasks(challenges, int(args.tasks)) if args.tasks.isdigit()
+           else [t for t in args.tasks.split(",") if t])
+    model = Path(cfg.model or default_model_dir())
+    data = challenges.stem.replace("arc-agi_", "").replace("_challenges", "")
+    out = args.out or f"runs/dry-run__{model.name}__{challenges.parent.name}-{data}__{len(ids)}tasks"
+    summary = run_pipeline(challenges, out, cfg, solutions, ids)
+    print(json_summary(summary) if args.json else format_summary(summary))
+    return EXIT_OK
+
+
+register(
+    Command(
+        "dry-run",
+        "run the Kaggle path locally (TTFT + predict + vote) on a few tasks and score it",
+        _add_dry_run,
+        _run_dry_run,
+        "The competition path on this machine: baseline submission first, then test-time fine-tuning and\n"
+        "prediction with voting on N tasks (default: the 4 smallest ARC-AGI-1 evaluation tasks) with the\n"
+        "embedded default model, then the score, the metric table and the time per stage.\n"
+        "Example: arcsub dry-run --tasks 8 ttft.steps=50 predict.views=16",
     )
 )
 

@@ -275,6 +275,12 @@ def data_dir() -> Path:
     return Path(env) if env else repo_root().parent / "shared" / "data"
 
 
+def resolve_path(path: str | os.PathLike) -> Path:
+    """Config paths may start with 'data:' for the shared data folder, so configs work on every machine."""
+    s = str(path)
+    return data_dir() / s[len("data:") :] if s.startswith("data:") else Path(s)
+
+
 def dataset_files(name: str, split: str) -> tuple[Path, Path]:
     """(challenges, solutions) paths of a named public set, e.g. ("arc-agi-1", "evaluation")."""
     base = data_dir() / name

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .batches import Batch, DataSettings, StepBatches, TaskPool, keep_batch
 from .config import settings_hash, to_dict
-from .data import ArcDataError, write_json_atomic
+from .data import ArcDataError, resolve_path, write_json_atomic
 from .encode import Codec
 from .models import PRESETS, LoraSettings, apply_lora, build_model, count_params, load_model, save_model
 
@@ -71,8 +71,9 @@ def run_name(cfg: TrainConfig) -> str:
     if cfg.name:
         return cfg.name
     model = cfg.model if cfg.model in PRESETS else Path(cfg.model).name
-    sources = [Path(c).stem.replace("arc-agi_", "").replace("_challenges", "") for c in cfg.data.challenges]
-    parent = [Path(c).parent.name for c in cfg.data.challenges]
+    paths = [resolve_path(c) for c in cfg.data.challenges]
+    sources = [p.stem.replace("arc-agi_", "").replace("_challenges", "") for p in paths]
+    parent = [p.parent.name for p in paths]
     data = "+".join(f"{p}-{s}" for p, s in zip(parent, sources, strict=True)) or "none"
     if cfg.data.re_arc:
         data += "+re-arc"
