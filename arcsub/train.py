@@ -107,6 +107,13 @@ def lr_at(step: int, o: OptimSettings, total: int) -> float:
     return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> float:
+    """Set every group's learning rate (the schedule is a pure function of the step: nothing to resume)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    return lr
+
+
 def build_optimizer(model, o: OptimSettings, device: torch.device) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
@@ -123,9 +130,15 @@ def build_optimizer(model, o: OptimSettings, device: torch.device) -> torch.opti
     return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, fused=device.type == "cuda")
 
 
+def packed_logits(model, batch: Batch) -> torch.Tensor:
+    """Logits of packed rows; attention stays inside each example (block-diagonal causal mask from the
+    restarting position ids). use_cache=False matters: with a cache transformers ignores packing."""
+    return model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).logits
+
+
 def token_loss(model, batch: Batch, n_label: int) -> torch.Tensor:
     """Summed next-token cross-entropy over labelled positions, divided by the step's label count."""
-    logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids).logits
+    logits = packed_logits(model, batch)
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch.labels[:, 1:].flatten(),
                            ignore_index=-100, reduction="sum") / max(1, n_label)
 
@@ -231,9 +244,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     opt = build_optimizer(model, cfg.optim, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     start = _resume(run, model, opt, scaler, device)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg.optim, cfg.steps), last_epoch=-1)
-    for _ in range(start):
-        sched.step()
 
     fwd = model
     if dist.world > 1:
@@ -270,6 +280,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             (scaler.scale(loss) if scaler else loss).backward()
             loss_sum += float(loss.detach())
             window_tokens += b.useful_tokens
+        lr = set_lr(opt, cfg.optim.lr * lr_at(step, cfg.optim, cfg.steps))
         if scaler:
             scaler.unscale_(opt)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip else 0
@@ -279,13 +290,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         else:
             opt.step()
         opt.zero_grad(set_to_none=True)
-        sched.step()
         step += 1
         bar.update(1)
         if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
             dt = time.time() - window_t
             tps = window_tokens * dist.world / max(dt, 1e-9)
-            rec = {"step": step, "loss": round(loss_sum, 5), "lr": sched.get_last_lr()[0], "grad_norm": float(gnorm),
+            rec = {"step": step, "loss": round(loss_sum, 5), "lr": lr, "grad_norm": float(gnorm),
                    "tokens_per_s": round(tps), "elapsed_s": round(time.time() - t0, 2)}
             log.write(json.dumps(rec) + "\n")
             log.flush()
