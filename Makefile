@@ -31,3 +31,33 @@ dry-run: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs
+
+# ---- Kaggle: datasets, notebook, upload, offline dry run (tools/, kernels/; see docs/kaggle.md) ----
+COMPETITION ?= arc-prize-2024
+MODEL ?=
+EXTRAS ?=
+DRY_RUN ?=
+DRY_RUN_ARGS ?=
+KAGGLE_STAMP := $(VENV)/.kaggle-installed
+_EXTRAS := $(if $(EXTRAS),--extras $(EXTRAS))
+
+.PHONY: kaggle-build kaggle-push kaggle-dry-run
+
+$(KAGGLE_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e ".[dev,kaggle]"
+	touch $(KAGGLE_STAMP)
+
+# out/kaggle/arcsub-wheels, out/kaggle/arcsub-model and kernels/build (MODEL=dir, EXTRAS=vllm, COMPETITION=...)
+kaggle-build: $(KAGGLE_STAMP)
+	$(BIN)/python tools/build_wheels.py $(_EXTRAS)
+	$(BIN)/python tools/build_model_dataset.py $(MODEL)
+	$(BIN)/python tools/build_kernel.py --competition $(COMPETITION) $(_EXTRAS)
+
+# build everything, then upload with the kaggle CLI; DRY_RUN=1 builds and prints the commands only
+kaggle-push: $(KAGGLE_STAMP)
+	$(BIN)/python tools/kaggle_push.py --competition $(COMPETITION) $(_EXTRAS) \
+		$(if $(filter-out 0 no false,$(DRY_RUN)),--dry-run) $(if $(MODEL),--model $(MODEL))
+
+# execute the generated notebook offline (unshare -n) on a fake /kaggle tree; check the submission
+kaggle-dry-run: $(KAGGLE_STAMP)
+	$(BIN)/python tools/kaggle_dry_run.py --competition $(COMPETITION) $(if $(MODEL),--model $(MODEL)) $(DRY_RUN_ARGS)

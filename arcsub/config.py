@@ -60,6 +60,11 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         return value
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typ in (int, float) and isinstance(value, str):  # YAML 1.1 reads '3e-3' as a string
+        try:
+            return typ(value)
+        except ValueError:
+            raise ArcDataError(f"config: {key}={value!r} must be a {typ.__name__}") from None
     if typ is bool and not isinstance(value, bool):
         raise ArcDataError(f"config: {key}={value!r} must be true or false")
     if typ is int and isinstance(value, bool):

@@ -1,6 +1,6 @@
 """Copy a trained model directory in a smaller dtype (bf16 by default): the embedded default ships this way.
 
-    python tools/export_model.py runs/<run>/model models/arcsub-small --dtype bf16
+python tools/export_model.py runs/<run>/model models/arcsub-small --dtype bf16
 """
 
 from __future__ import annotations

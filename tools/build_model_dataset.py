@@ -1,0 +1,257 @@
+"""Pack a trained model directory into the Kaggle dataset the submission notebook loads it from.
+
+    python tools/build_model_dataset.py [MODEL_DIR] [--adapters DIR] [--config PIPELINE.yaml]
+                                        [--out out/kaggle/arcsub-model] [--user U] [--slug arcsub-model]
+
+MODEL_DIR (default: the embedded default model, arcsub.pipeline.default_model_dir()) must be a Hugging Face
+model directory with weights (arcsub.models.check_model_dir). The dataset folder gets:
+
+- the model's files, flat at the top (config.json, *.safetensors, tokenizer files, arcsub.json); training
+  leftovers (optimizer / trainer state, checkpoints) are left out;
+- adapters/ (optional): a trained LoRA (PEFT folder with adapter_config.json) that TTFT starts from;
+- pipeline.yaml (optional): the pipeline config the notebook runs with;
+- manifest.json: kind "arcsub-model", every file's size and sha256, the model's config.json, the tokenizer
+  files, the training settings from arcsub.json; arcsub.kaggle finds the dataset by it and checks the files;
+- dataset-metadata.json for the kaggle CLI.
+
+Re-running copies only files whose content changed and removes files no longer part of the model, so an
+unchanged model gives an unchanged folder (and `kaggle datasets version` uploads nothing new).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kaggle_common import (
+    OUT,
+    ToolError,
+    check_dataset_metadata,
+    dataset_metadata,
+    human,
+    kaggle_user,
+    parser,
+    rel,
+    run_tool,
+    write_json_if_changed,
+)
+
+import arcsub
+from arcsub.data import ArcDataError
+from arcsub.kaggle import MODEL_KIND, MODEL_MANIFEST, sha256_file, verify_dataset_files
+
+PROG = "build_model_dataset"
+LEFTOVERS = (
+    "trainer_state*",
+    "optimizer*",
+    "scheduler*",
+    "rng_state*",
+    "training_args.bin",
+    "state.json",
+    "*.tmp",
+    ".*",
+    MODEL_MANIFEST,
+    "dataset-metadata.json",
+    "pipeline.yaml",
+)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+    "chat_template.jinja",
+)
+ADAPTERS = "adapters"
+PIPELINE_CONFIG = "pipeline.yaml"
+
+
+def default_model() -> Path:
+    try:
+        from arcsub.pipeline import default_model_dir
+    except ImportError:
+        raise ToolError("no MODEL_DIR given and arcsub.pipeline.default_model_dir is not available") from None
+    return default_model_dir()
+
+
+def model_files(model_dir: Path) -> list[Path]:
+    """The model's own files (flat: HF model dirs have no sub-folders worth shipping)."""
+    files = []
+    for f in sorted(model_dir.iterdir()):
+        if f.is_file() and not any(fnmatch.fnmatch(f.name, pat) for pat in LEFTOVERS):
+            files.append(f)
+    return files
+
+
+def tree_files(root: Path) -> list[Path]:
+    return sorted(
+        f
+        for f in root.rglob("*")
+        if f.is_file() and "__pycache__" not in f.parts and not f.name.startswith(".")
+    )
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ToolError(f"{path}: unreadable JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise ToolError(f"{path}: expected a JSON object")
+    return obj
+
+
+def copy_if_changed(src: Path, dest: Path, digest: str) -> bool:
+    """Copy unless `dest` already has this content; True when copied."""
+    if dest.is_file() and dest.stat().st_size == src.stat().st_size and sha256_file(dest) == digest:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)
+    return True
+
+
+def build(
+    model_dir: Path,
+    out: Path,
+    *,
+    user: str,
+    slug: str,
+    title: str,
+    license_name: str,
+    adapters: Path | None = None,
+    config: Path | None = None,
+) -> dict[str, Any]:
+    from arcsub.models import check_model_dir
+
+    try:
+        check_model_dir(model_dir)
+    except ArcDataError as e:
+        raise ToolError(str(e)) from None
+    if out.resolve() == model_dir.resolve() or model_dir.resolve() in out.resolve().parents:
+        raise ToolError(f"--out {out}: must not be the model directory or inside it")
+    if adapters is not None and not (adapters / "adapter_config.json").is_file():
+        raise ToolError(f"{adapters}: not a PEFT adapter folder (no adapter_config.json)")
+    if config is not None and not config.is_file():
+        raise ToolError(f"{config}: pipeline config not found")
+    if out.exists() and not out.is_dir():
+        raise ToolError(f"{out}: exists and is not a folder")
+    meta = dataset_metadata(
+        user,
+        slug,
+        title,
+        license_name,
+        description=f"arcsub model {model_dir.name} for ARC Prize notebooks "
+        "(built by tools/build_model_dataset.py).",
+    )
+
+    plan: dict[str, Path] = {f.name: f for f in model_files(model_dir)}
+    if adapters is not None:
+        for f in tree_files(adapters):
+            plan[f"{ADAPTERS}/{f.relative_to(adapters).as_posix()}"] = f
+    if config is not None:
+        plan[PIPELINE_CONFIG] = config
+    cfg = read_json_file(model_dir / "config.json")
+    info = read_json_file(model_dir / "arcsub.json") if (model_dir / "arcsub.json").is_file() else {}
+    tokenizer = sorted(n for n in plan if n in TOKENIZER_FILES)
+    if not tokenizer:
+        raise ToolError(f"{model_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...)")
+    weights = sorted(n for n in plan if "/" not in n and (n.endswith(".safetensors") or n.endswith(".bin")))
+
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, dict[str, Any]] = {}
+    copied: list[str] = []
+    for name, src in plan.items():
+        digest = sha256_file(src)
+        if copy_if_changed(src, out / name, digest):
+            copied.append(name)
+        files[name] = {"size": src.stat().st_size, "sha256": digest}
+    keep = set(files) | {MODEL_MANIFEST, "dataset-metadata.json"}
+    removed = []
+    for f in tree_files(out):
+        name = f.relative_to(out).as_posix()
+        if name not in keep:
+            f.unlink()
+            removed.append(name)
+    for d in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(d.iterdir()):
+            d.rmdir()
+
+    manifest = {
+        "kind": MODEL_KIND,
+        "arcsub": arcsub.__version__,
+        "name": model_dir.name,
+        "model_dir": ".",
+        "adapters_dir": ADAPTERS if adapters is not None else None,
+        "pipeline_config": PIPELINE_CONFIG if config is not None else None,
+        "format": info.get("format"),
+        "weights": weights,
+        "tokenizer_files": tokenizer,
+        "config": cfg,
+        "settings": info,
+        "files": dict(sorted(files.items())),
+    }
+    changed = write_json_if_changed(out / MODEL_MANIFEST, manifest)
+    changed |= write_json_if_changed(out / "dataset-metadata.json", meta)
+
+    # validate what the notebook will see
+    check_dataset_metadata(out)
+    check_model_dir(out)
+    verify_dataset_files(out, manifest, full=True)
+    return {
+        "out": out,
+        "files": files,
+        "copied": copied,
+        "removed": removed,
+        "changed": bool(copied or removed or changed),
+        "manifest": manifest,
+    }
+
+
+def main(argv: Sequence[str]) -> int:
+    p = parser(PROG, __doc__.split("\n\n")[0])
+    p.add_argument("model_dir", nargs="?", type=Path, help="model directory (default: the embedded default)")
+    p.add_argument("--adapters", type=Path, help="a trained LoRA (PEFT folder) that TTFT starts from")
+    p.add_argument("--config", type=Path, help="pipeline config (YAML) the notebook runs with")
+    p.add_argument(
+        "--out", type=Path, default=OUT / "arcsub-model", help="dataset folder (default %(default)s)"
+    )
+    p.add_argument("--user", help="Kaggle user owning the dataset (default: KAGGLE_USERNAME or kaggle.json)")
+    p.add_argument("--slug", default="arcsub-model", help="dataset slug (default %(default)s)")
+    p.add_argument("--title", default="arcsub model", help="dataset title (default %(default)s)")
+    p.add_argument(
+        "--license", dest="license_name", default="other", help="dataset licence name (default other)"
+    )
+    args = p.parse_args(argv)
+    model_dir = args.model_dir or default_model()
+    res = build(
+        model_dir,
+        args.out,
+        user=kaggle_user(args.user),
+        slug=args.slug,
+        title=args.title,
+        license_name=args.license_name,
+        adapters=args.adapters,
+        config=args.config,
+    )
+    total = sum(f["size"] for f in res["files"].values())
+    state = f"{len(res['copied'])} copied, {len(res['removed'])} removed" if res["changed"] else "unchanged"
+    print(
+        f"{rel(res['out'])}: model {model_dir.name} ({len(res['files'])} files, {human(total)}, weights "
+        f"{', '.join(res['manifest']['weights'])}"
+        + (", with adapters" if args.adapters else "")
+        + f"); {state}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_tool(PROG, main))
