@@ -1,0 +1,330 @@
+"""Training the task-embedding model: pretraining, joint test-time training, or both at once from scratch.
+
+Three modes, one loop (set `mode` in the config):
+
+- pretrain: training tasks (every pair, test pairs with solutions) and RE-ARC pairs, from a preset or a model.
+- ttt: continue a pretrained model on the demonstration pairs of all test tasks at once; every test task
+  gets a new embedding row (`add_tasks`); full fine-tuning or only the task rows (`trainable: tasks`).
+- transductive: from scratch on training tasks, RE-ARC and the test demonstrations together (mdlARC's recipe).
+
+Test outputs are never read for test tasks (taskdata loads their demonstrations only, and refuses a test task
+that is also a training task). The run directory is named from the config; checkpoints are atomic, resume is
+exact (data is a pure function of (seed, step, rank)), `time_budget` saves and stops so long runs fit in short
+calls, and the same command resumes. bf16 autocast on CUDA, flex_attention for packed rows, optional compile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import load_config, settings_hash, to_dict
+from .data import ArcDataError, write_json_atomic
+from .encode import build_compact_tokenizer
+from .models import count_params
+from .muon import build_muon
+from .taskdata import PairSource, TaskDataSettings, TaskIndex, TaskStepBatches, keep
+from .taskmodel import (
+    PRESETS,
+    ArcTaskForCausalLM,
+    load_task_model,
+    next_token_loss,
+    packed_block_mask,
+    preset_config,
+    save_task_model,
+)
+from .train import (
+    OptimSettings,
+    _resume,
+    _unwrap,
+    build_optimizer,
+    lr_at,
+    pick_dtype,
+    save_checkpoint,
+    setup_distributed,
+)
+
+
+@dataclass
+class TaskOptimSettings(OptimSettings):
+    """arcsub.train's optimizer settings with Muon-family options; NorMuon + warmup-stable-decay by default."""
+
+    name: str = "normuon"  # adamw | adamw8bit | muon | normuon (Muon for hidden matrices, AdamW for the rest)
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup: int = 200
+    schedule: str = "wsd"
+    decay_frac: float = 0.2
+    min_lr_ratio: float = 0.0
+    momentum: float = 0.95  # Muon momentum
+    beta2: float = 0.95  # NorMuon's per-row second moment
+    ns_steps: int = 5  # Newton-Schulz iterations
+
+
+@dataclass
+class TaskTrainConfig:
+    """Everything a task-model training run depends on; the run directory is named from it."""
+
+    mode: Literal["pretrain", "ttt", "transductive"] = "pretrain"
+    model: str = "base"  # a preset (from scratch) or a task-model directory to continue from
+    data: TaskDataSettings = field(default_factory=TaskDataSettings)
+    optim: TaskOptimSettings = field(default_factory=TaskOptimSettings)
+    trainable: Literal["all", "tasks"] = (
+        "all"  # tasks: only the task-embedding table learns (test-time training)
+    )
+    dropout: float | None = None  # override the model's dropout
+    steps: int = 1000
+    rows: int = 4  # packed rows per device and micro-step
+    seq_len: int = 8192  # tokens per packed row (a pair is at most 1863)
+    grad_accum: int = 1
+    dtype: str = "auto"  # auto | bf16 | fp16 | fp32
+    attn: Literal["auto", "sdpa", "flex"] = "auto"  # auto: flex on CUDA, sdpa elsewhere
+    compile: bool = False
+    seed: int = 0
+    workers: int = 2
+    save_every: int = 500
+    log_every: int = 10
+    time_budget: float = 0.0  # seconds; >0 saves a checkpoint and stops when spent (re-run to resume)
+    out_dir: str = "runs"
+    name: str = ""  # run directory name; empty: task-<mode>__<model>__<steps>st__<settings hash>
+
+
+_NOT_IN_NAME = {"workers", "save_every", "log_every", "time_budget", "out_dir", "name"}
+
+
+def run_name(cfg: TaskTrainConfig) -> str:
+    if cfg.name:
+        return cfg.name
+    from .predict import model_label
+
+    keep_ = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_NAME}
+    model = cfg.model if cfg.model in PRESETS else model_label(cfg.model)
+    return f"task-{cfg.mode}__{model}__{cfg.steps}st__{settings_hash(keep_)}"
+
+
+def check_config(cfg: TaskTrainConfig) -> None:
+    """The data and starting point each mode needs, as one-line errors."""
+    d, from_scratch = cfg.data, cfg.model in PRESETS
+    if cfg.mode == "pretrain" and d.ttt_challenges:
+        raise ArcDataError(
+            "config: mode=pretrain takes no data.ttt_challenges (use mode=ttt or transductive)"
+        )
+    if cfg.mode == "pretrain" and not (d.challenges or d.re_arc):
+        raise ArcDataError("config: mode=pretrain needs data.challenges and/or data.re_arc")
+    if cfg.mode in ("ttt", "transductive") and not d.ttt_challenges:
+        raise ArcDataError(f"config: mode={cfg.mode} needs data.ttt_challenges (the test tasks)")
+    if cfg.mode == "ttt" and from_scratch:
+        raise ArcDataError("config: mode=ttt continues a pretrained model: set model to its directory")
+    if cfg.mode == "transductive" and not from_scratch:
+        raise ArcDataError(
+            f"config: mode=transductive trains from scratch: model must be a preset ({', '.join(PRESETS)})"
+        )
+    if cfg.trainable == "tasks" and from_scratch:
+        raise ArcDataError("config: trainable=tasks needs a pretrained model")
+    if cfg.steps < 1 or cfg.rows < 1 or cfg.grad_accum < 1:
+        raise ArcDataError("config: steps, rows and grad_accum must be at least 1")
+
+
+def check_same_run(run: Path, cfg: TaskTrainConfig) -> None:
+    """Resuming (or skipping) a run directory written with other settings would mix two runs: refuse.
+
+    Only possible with a fixed `name`; hashed names differ whenever the settings do."""
+    saved = run / "config.json"
+    if not saved.exists():
+        return
+    old, new = (
+        {k: v for k, v in c.items() if k not in _NOT_IN_NAME}
+        for c in (json.loads(saved.read_text()), json.loads(json.dumps(to_dict(cfg))))
+    )
+    if old != new:
+        diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        raise ArcDataError(
+            f"{run}: holds a run with other settings ({', '.join(diff)} differ); change `name`"
+        )
+
+
+def build_model(cfg: TaskTrainConfig, source: PairSource) -> tuple[ArcTaskForCausalLM, TaskIndex]:
+    """A fresh preset with one row per task of the data, or a saved model extended with rows for new tasks."""
+    torch.manual_seed(cfg.seed)
+    if cfg.model in PRESETS:
+        index = TaskIndex(source.task_ids)
+        extra = {} if cfg.dropout is None else {"dropout": cfg.dropout}
+        return ArcTaskForCausalLM(preset_config(cfg.model, len(index), **extra)), index
+    model, index = load_task_model(cfg.model)
+    model.add_tasks(len(index.add(source.task_ids)))
+    if cfg.dropout is not None:
+        model.config.dropout = cfg.dropout
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = cfg.dropout
+    return model, index
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The torch seed of one (seed, step, rank): random draws (dropout) need no RNG state in checkpoints."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+def _optimizer(model, o: TaskOptimSettings, device: torch.device) -> torch.optim.Optimizer:
+    return build_muon(model, o) if o.name in ("muon", "normuon") else build_optimizer(model, o, device)
+
+
+def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
+    """Run (or resume) a task-model training run; returns its directory, whose model/ holds the result."""
+    check_config(cfg)
+    run = Path(cfg.out_dir) / run_name(cfg)
+    check_same_run(run, cfg)
+    if (run / "model" / "config.json").exists():
+        print(f"arcsub task-train: {run / 'model'} already finished", flush=True)
+        return run
+    dist = setup_distributed()
+    device = torch.device(f"cuda:{dist.local}" if torch.cuda.is_available() else "cpu")
+    dtype = pick_dtype(cfg.dtype, device)
+    source = PairSource(cfg.data, max_tokens=cfg.seq_len)
+    model, index = build_model(cfg, source)
+    model.to(device).train()
+    model.attn_backend = ("flex" if device.type == "cuda" else "sdpa") if cfg.attn == "auto" else cfg.attn
+    if cfg.trainable == "tasks":
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("embed_tasks."))
+    if dist.main:
+        run.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run / "config.json", to_dict(cfg), indent=2)
+        index.save(run)
+    tok = build_compact_tokenizer()
+    opt = _optimizer(model, cfg.optim, device)
+    start = _resume(run, model, opt, None, device)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_at(s, cfg.optim, cfg.steps), last_epoch=start - 1
+    )
+
+    fwd = model
+    if dist.world > 1:
+        fwd = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local] if device.type == "cuda" else None
+        )
+    if cfg.compile:
+        fwd = torch.compile(fwd)
+    ga = cfg.grad_accum
+    batches = TaskStepBatches(
+        source, index, cfg.seed, start * ga, cfg.steps * ga, dist.rank, cfg.rows, cfg.seq_len
+    )
+    loader = torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        num_workers=cfg.workers,
+        collate_fn=keep,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if cfg.workers else None,
+    )
+    n_params = count_params(model)
+    if dist.main:
+        print(
+            f"arcsub task-train: {run} | {cfg.mode} | {n_params / 1e6:.1f}M params, {len(index)} tasks | "
+            f"{device} {str(dtype).removeprefix('torch.')} {model.attn_backend} | steps {start}->{cfg.steps}",
+            flush=True,
+        )
+    log = open(run / "log.jsonl", "a") if dist.main else None
+    bar = tqdm(
+        total=cfg.steps, initial=start, disable=not (progress and dist.main), desc="task-train", unit="step"
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    t0 = window_t = time.time()
+    window_tokens, window_step, step, it = 0, start, start, iter(loader)
+    while step < cfg.steps:
+        micro = [next(it) for _ in range(ga)]
+        torch.manual_seed(step_seed(cfg.seed, step, dist.rank))  # dropout: resumable, on CPU and CUDA alike
+        n_label = sum(b.n_label for b in micro)
+        loss_sum = torch.zeros((), device=device)  # read back only when logging: no GPU sync per step
+        for i, b in enumerate(micro):
+            window_tokens += int((b.input_ids != model.config.pad_token_id).sum())
+            b = b.to(device)
+            block_mask = packed_block_mask(b.input_ids) if model.attn_backend == "flex" else None
+            ctx = fwd.no_sync() if dist.world > 1 and i < ga - 1 else contextlib.nullcontext()
+            with ctx, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                logits = fwd(
+                    input_ids=b.input_ids,
+                    task_ids=b.task_ids,
+                    view_ids=b.view_ids,
+                    packed=True,
+                    block_mask=block_mask,
+                ).logits
+                loss = next_token_loss(logits, b.labels) / max(1, n_label)
+            loss.backward()
+            loss_sum += loss.detach()
+        gnorm = (
+            torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            if cfg.optim.grad_clip
+            else torch.zeros(())
+        )
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        step += 1
+        bar.update(1)
+        if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
+            now = time.time()
+            # timed over the last window only, so compilation in the first one does not skew the eta
+            seconds_per_step = (now - window_t) / max(1, step - window_step)
+            rec = {
+                "step": step,
+                "loss": round(float(loss_sum), 5),
+                "lr": sched.get_last_lr()[0],
+                "grad_norm": float(gnorm),
+                "tokens_per_s": round(window_tokens * dist.world / max(now - window_t, 1e-9)),
+                "elapsed_s": round(now - t0, 2),
+                "eta_s": round((cfg.steps - step) * seconds_per_step),
+            }
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{rec['tokens_per_s'] / 1e3:.0f}k")
+            window_tokens, window_t, window_step = 0, now, step
+        out_of_time = cfg.time_budget > 0 and time.time() - t0 > cfg.time_budget
+        if dist.world > 1 and cfg.time_budget > 0:  # every rank must stop at the same step
+            flag = torch.tensor(int(out_of_time), device=device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            out_of_time = bool(flag)
+        if dist.main and (step % cfg.save_every == 0 or out_of_time) and step < cfg.steps:
+            save_checkpoint(run, model, tok, "task", opt, step, cfg, None)
+        if out_of_time and step < cfg.steps:
+            if dist.main:
+                print(
+                    f"arcsub task-train: time budget spent at step {step}; re-run the same command to resume",
+                    flush=True,
+                )
+            break
+    bar.close()
+    if dist.main and step >= cfg.steps:
+        info = {
+            "mode": cfg.mode,
+            "base": cfg.model,
+            "steps": cfg.steps,
+            "params": n_params,
+            "config": to_dict(cfg),
+        }
+        save_task_model(_unwrap(model).float(), index, run / "model", info)
+        shutil.rmtree(run / "checkpoint", ignore_errors=True)
+        print(f"arcsub task-train: saved {run / 'model'}", flush=True)
+    if log:
+        log.close()
+    if dist.world > 1:
+        torch.distributed.destroy_process_group()
+    return run
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """`arcsub task-train --config C [key=value ...]`."""
+    cfg = load_config(TaskTrainConfig, args.config, list(args.overrides))
+    run = train(cfg, progress=not args.quiet)
+    print(f"run: {run}")
+    return 0

@@ -1,0 +1,194 @@
+"""Task-model training on real ARC tasks: it learns, resumes exactly, and test-time training never sees test outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_taskmodel import one_thread  # noqa: F401  (the fixture applies here too)
+
+from arcsub.config import load_config
+from arcsub.data import ArcDataError, Task, grid_to_list, grids_equal
+from arcsub.infer.base import SamplingSettings
+from arcsub.taskdata import (
+    IGNORE,
+    SEP,
+    PairSource,
+    TaskDataSettings,
+    TaskIndex,
+    decode_grid,
+    encode_pair,
+    make_batch,
+)
+from arcsub.taskmodel import load_task_model
+from arcsub.taskpredict import decode
+from arcsub.tasktrain import TaskTrainConfig, check_config, train
+
+TINY = Path(__file__).resolve().parent.parent / "configs" / "task-tiny-cpu.yaml"
+
+
+def write_subset(
+    tasks: dict[str, Task], ids: list[str], folder: Path, stem: str, inline_outputs: bool = False
+) -> tuple[Path, Path]:
+    """A Kaggle-style <stem>_challenges.json / <stem>_solutions.json pair holding `ids` (used by the other modules)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    challenges, solutions = folder / f"{stem}_challenges.json", folder / f"{stem}_solutions.json"
+    challenges.write_text(json.dumps({i: tasks[i].to_json(with_test_outputs=inline_outputs) for i in ids}))
+    solutions.write_text(json.dumps({i: [grid_to_list(p.output) for p in tasks[i].test] for i in ids}))
+    return challenges, solutions
+
+
+def smallest(tasks: dict[str, Task], n: int) -> list[str]:
+    return sorted(
+        tasks, key=lambda t: sum(p.input.size + p.output.size for p in tasks[t].train + tasks[t].test)
+    )[:n]
+
+
+def tiny_config(*overrides: str) -> TaskTrainConfig:
+    return load_config(TaskTrainConfig, TINY, ["data.re_arc=null", *overrides])
+
+
+def losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_tiny_model_overfits_three_real_tasks(arc1_train, tmp_path):
+    ids = smallest(arc1_train, 3)
+    ch, _ = write_subset(arc1_train, ids, tmp_path, "three")
+    cfg = tiny_config(
+        f"data.challenges=[{ch}]",
+        "data.d8=false",
+        "data.colours=false",
+        "steps=60",
+        "seq_len=512",
+        "log_every=5",
+        "optim.name=normuon",
+        f"out_dir={tmp_path / 'runs'}",
+    )
+    run = train(cfg, progress=False)
+    curve = losses(run)
+    assert curve[-1] < 0.5 * curve[0]
+    model, index = load_task_model(run / "model")
+    assert set(index.rows) == set(ids)
+    pairs = [(t, p) for t in ids for p in arc1_train[t].train + arc1_train[t].test]
+    cands = decode(
+        model.eval(),
+        [encode_pair(p.input) for _, p in pairs],
+        [index.row(t) for t, _ in pairs],
+        [0] * len(pairs),
+        SamplingSettings(),
+    )
+    exact = sum(
+        grids_equal(decode_grid(c[0].tokens), p.output) for (_, p), c in zip(pairs, cands, strict=True)
+    )
+    assert exact >= 1, f"none of {len(pairs)} trained outputs reproduced (losses {curve})"
+
+
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(arc1_train, tmp_path):
+    ch, _ = write_subset(arc1_train, smallest(arc1_train, 4), tmp_path, "four")
+    common = [f"data.challenges=[{ch}]", "steps=5", "seq_len=512", "log_every=1", "dropout=0.1"]
+    whole = train(tiny_config(*common, f"out_dir={tmp_path / 'a'}"), progress=False)
+    # a tiny time budget stops the run after its first step, with a checkpoint
+    cut = tiny_config(*common, f"out_dir={tmp_path / 'b'}", "time_budget=0.000001")
+    run = train(cut, progress=False)
+    assert (run / "checkpoint" / "state.json").exists() and not (run / "model").exists()
+    assert losses(run) == losses(whole)[:1]
+    again = train(tiny_config(*common, f"out_dir={tmp_path / 'b'}"), progress=False)  # same run directory
+    assert again == run and (run / "model" / "model.safetensors").exists()
+    assert losses(run) == pytest.approx(losses(whole), abs=1e-6)
+    with pytest.raises(ArcDataError, match="other settings"):  # a fixed name never mixes two different runs
+        train(
+            tiny_config(*common, f"out_dir={tmp_path / 'b'}", f"name={run.name}", "steps=6"), progress=False
+        )
+
+
+def test_test_time_training_stream_never_holds_test_outputs(arc1_eval, tmp_path):
+    ids = list(arc1_eval)[:6]
+    # test outputs written inline AND a sibling solutions file: the loader must still ignore both
+    ch, _ = write_subset(arc1_eval, ids, tmp_path, "eval6", inline_outputs=True)
+    source = PairSource(TaskDataSettings(ttt_challenges=[str(ch)]))
+    index = TaskIndex(source.task_ids)
+    seen, views = 0, set()
+    for step in range(8):
+        batch = make_batch(source, index, seed=0, step=step, rank=0, rows=2, seq_len=2048)
+        for r, start, s in batch.placed:
+            span = batch.input_ids[r, start : start + len(s.ids)].numpy()
+            assert np.array_equal(span, s.ids) and s.source == "ttt"
+            sep = int(np.flatnonzero(span == SEP)[0])
+            labelled = np.flatnonzero(batch.labels[r, start : start + len(s.ids)].numpy() != IGNORE)
+            assert labelled.tolist() == list(range(sep + 1, len(span)))  # loss on the output and eos only
+            task = arc1_eval[s.task_id]
+            inp, out = (
+                s.view.revert_grid(decode_grid(span[1:sep])),
+                s.view.revert_grid(decode_grid(span[sep + 1 :])),
+            )
+            assert any(grids_equal(inp, p.input) and grids_equal(out, p.output) for p in task.train)
+            hidden = [
+                p.output for p in task.test if not any(grids_equal(p.output, q.output) for q in task.train)
+            ]
+            assert not any(grids_equal(out, h) for h in hidden)
+            assert index.row(s.task_id) == s.task_row
+            views.add(s.view.name)
+            seen += 1
+    assert seen > 30 and len(views) > 10  # freshly augmented samples
+
+
+def test_a_test_task_that_is_also_a_training_task_is_refused(arc1_train, tmp_path):
+    ch, _ = write_subset(arc1_train, smallest(arc1_train, 2), tmp_path, "two")
+    with pytest.raises(ArcDataError, match="both a training task and a test-time task"):
+        PairSource(TaskDataSettings(challenges=[str(ch)], ttt_challenges=[str(ch)]))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["mode=pretrain", "data.ttt_challenges=[x.json]"], "takes no data.ttt_challenges"),
+        (["mode=ttt", "data.ttt_challenges=[x.json]"], "continues a pretrained model"),
+        (["mode=transductive"], "needs data.ttt_challenges"),
+        (["mode=transductive", "data.ttt_challenges=[x.json]", "model=runs/x/model"], "from scratch"),
+        (["trainable=tasks"], "needs a pretrained model"),
+    ],
+)
+def test_modes_check_their_data_and_starting_point(overrides, message):
+    with pytest.raises(ArcDataError, match=message):
+        check_config(tiny_config(*overrides))
+
+
+def test_ttt_adds_task_rows_and_can_train_only_them(arc1_train, arc1_eval, tmp_path):
+    train_ch, _ = write_subset(arc1_train, smallest(arc1_train, 2), tmp_path, "pre")
+    eval_ids = smallest(arc1_eval, 2)
+    eval_ch, _ = write_subset(arc1_eval, eval_ids, tmp_path, "ev")
+    pre = train(
+        tiny_config(
+            f"data.challenges=[{train_ch}]", "steps=2", "seq_len=512", f"out_dir={tmp_path / 'runs'}"
+        ),
+        progress=False,
+    )
+    ttt = train(
+        tiny_config(
+            "mode=ttt",
+            f"model={pre / 'model'}",
+            "data.challenges=[]",
+            f"data.ttt_challenges=[{eval_ch}]",
+            "trainable=tasks",
+            "steps=3",
+            "seq_len=512",
+            "optim.name=normuon",
+            "optim.lr=0.01",
+            f"out_dir={tmp_path / 'runs'}",
+        ),
+        progress=False,
+    )
+    m0, i0 = load_task_model(pre / "model")
+    m1, i1 = load_task_model(ttt / "model")
+    assert list(i1.rows)[: len(i0)] == list(i0.rows) and list(i1.rows)[len(i0) :] == eval_ids
+    old = len(i0)
+    assert torch.equal(m1.embed_tasks.weight[:old], m0.embed_tasks.weight)  # old tasks untouched
+    assert not torch.allclose(m1.embed_tasks.weight[old:], m0.embed_tasks.weight.mean(0).expand(2, -1))
+    body0 = {n: p for n, p in m0.named_parameters() if not n.startswith("embed_tasks")}
+    for n, p in m1.named_parameters():
+        if n in body0:
+            assert torch.equal(p, body0[n]), n
