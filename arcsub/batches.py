@@ -84,7 +84,9 @@ class TaskPool:
         return task
 
 
-def sample_example(pool: TaskPool, codec: Codec, rng: np.random.Generator, max_len: int, fmt: str) -> Example | None:
+def sample_example(
+    pool: TaskPool, codec: Codec, rng: np.random.Generator, max_len: int, fmt: str
+) -> Example | None:
     """One freshly augmented, tokenized training example (None if nothing fits max_len)."""
     d = pool.data
     task = pool.sample_task(rng)
@@ -110,8 +112,10 @@ class Batch:
         return int((self.position_ids > 0).sum()) + self.n_examples
 
     def to(self, device) -> Batch:
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.input_ids, self.labels, self.position_ids)),
-                     self.n_examples)
+        return Batch(
+            *(t.to(device, non_blocking=True) for t in (self.input_ids, self.labels, self.position_ids)),
+            self.n_examples,
+        )
 
 
 def pack(examples: list[Example], rows: int, seq_len: int, pad_id: int) -> Batch:
@@ -140,8 +144,17 @@ def pack(examples: list[Example], rows: int, seq_len: int, pad_id: int) -> Batch
     return Batch(torch.from_numpy(ids), torch.from_numpy(labels), torch.from_numpy(pos), n)
 
 
-def make_batch(pool: TaskPool, codec: Codec, seed: int, step: int, rank: int, rows: int, seq_len: int,
-               max_len: int, fmt: str) -> Batch:
+def make_batch(
+    pool: TaskPool,
+    codec: Codec,
+    seed: int,
+    step: int,
+    rank: int,
+    rows: int,
+    seq_len: int,
+    max_len: int,
+    fmt: str,
+) -> Batch:
     """The batch of one (seed, step, rank): draw examples until the rows are full (a few misses in a row)."""
     rng = np.random.default_rng([seed, step, rank])
     examples: list[Example] = []
@@ -164,8 +177,19 @@ def make_batch(pool: TaskPool, codec: Codec, seed: int, step: int, rank: int, ro
 class StepBatches(torch.utils.data.IterableDataset):
     """Batches for steps start..end of one rank, spread over DataLoader workers (worker w takes every w-th)."""
 
-    def __init__(self, pool: TaskPool, codec: Codec, seed: int, start: int, end: int, rank: int, rows: int,
-                 seq_len: int, max_len: int, fmt: str):
+    def __init__(
+        self,
+        pool: TaskPool,
+        codec: Codec,
+        seed: int,
+        start: int,
+        end: int,
+        rank: int,
+        rows: int,
+        seq_len: int,
+        max_len: int,
+        fmt: str,
+    ):
         self.args = (pool, codec, seed)
         self.start, self.end, self.rank = start, end, rank
         self.shape = (rows, seq_len, max_len, fmt)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .data import ArcDataError, Task, load_solutions, load_tasks, read_json
+from .data import ArcDataError, Task, load_solutions, load_tasks, pick_task_ids, read_json
 
 PROG = "arcsub"
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -436,7 +436,9 @@ register(
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
     """--config FILE plus key=value overrides, which may also follow the options."""
     p.add_argument("--config", metavar="FILE", help="YAML/JSON config (defaults otherwise)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=200 lora.r=16")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=200 lora.r=16"
+    )
     parse = p.parse_known_args
 
     def parse_known_args(args=None, namespace=None):
@@ -487,16 +489,6 @@ def _add_ttft(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
 
 
-def _pick_ids(spec: str | None, tasks: dict[str, Task]) -> list[str]:
-    if spec is None:
-        return list(tasks)
-    ids = list(tasks)[: int(spec)] if spec.isdigit() else [t for t in spec.split(",") if t]
-    unknown = [t for t in ids if t not in tasks]
-    if unknown:
-        raise ArcDataError(f"task {unknown[0]}: not in the challenges file")
-    return ids
-
-
 def _run_ttft(args: argparse.Namespace) -> int:
     from .config import load_config
     from .models import check_model_dir
@@ -505,7 +497,7 @@ def _run_ttft(args: argparse.Namespace) -> int:
     cfg = load_config(TTFTConfig, args.config, args.overrides)
     check_model_dir(args.model)
     tasks = load_tasks(args.challenges)
-    ids = _pick_ids(args.tasks, tasks)
+    ids = pick_task_ids(args.tasks, list(tasks)) or list(tasks)
     out = run_ttft(args.model, {t: tasks[t] for t in ids}, args.out, cfg, progress=not args.quiet)
     print(f"adapters: {out}")
     return EXIT_OK
@@ -550,7 +542,9 @@ def _add_dry_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--challenges", default=str(c), help="challenges JSON (default: ARC-AGI-1 evaluation)")
     p.add_argument("--solutions", default=None, help="solutions JSON (default: the challenges' sibling)")
     p.add_argument("--tasks", default="4", help="N (the N smallest tasks) or comma-separated task ids")
-    p.add_argument("-o", "--out", default=None, help="output folder (default: runs/dry-run__<model>__<data>__<n>)")
+    p.add_argument(
+        "-o", "--out", default=None, help="output folder (default: runs/dry-run__<model>__<data>__<n>)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_config_arguments(p)
 
@@ -562,8 +556,14 @@ def _has_cuda() -> bool:
 
 
 def _run_dry_run(args: argparse.Namespace) -> int:
-    from .pipeline import (default_model_dir, format_summary, json_summary, load_pipeline_config,
-                           pick_dry_run_tasks, run_pipeline)
+    from .pipeline import (
+        default_model_dir,
+        format_summary,
+        json_summary,
+        load_pipeline_config,
+        pick_dry_run_tasks,
+        run_pipeline,
+    )
 
     config = args.config
     if config is None and not _has_cuda():
@@ -575,8 +575,11 @@ def _run_dry_run(args: argparse.Namespace) -> int:
     if solutions is None:
         sib = challenges.with_name(challenges.name.replace("_challenges", "_solutions"))
         solutions = str(sib) if sib.exists() and sib != challenges else None
-    ids = (pick_dry_run_tasks(challenges, int(args.tasks)) if args.tasks.isdigit()
-           else [t for t in args.tasks.split(",") if t])
+    ids = (
+        pick_dry_run_tasks(challenges, int(args.tasks))
+        if args.tasks.isdigit()
+        else [t for t in args.tasks.split(",") if t]
+    )
     model = Path(cfg.model or default_model_dir())
     data = challenges.stem.replace("arc-agi_", "").replace("_challenges", "")
     out = args.out or f"runs/dry-run__{model.name}__{challenges.parent.name}-{data}__{len(ids)}tasks"

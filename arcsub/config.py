@@ -114,7 +114,9 @@ def _replace_path(cfg: Any, path: list[str], value: Any, full: str) -> Any:
     return dataclasses.replace(cfg, **{head: _coerce(value, _hints(type(cfg))[head], full)})
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> T:
     """Defaults, then a YAML/JSON file, then key=value overrides."""
     cfg = cls()
     if path is not None:

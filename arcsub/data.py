@@ -287,5 +287,17 @@ def dataset_files(name: str, split: str) -> tuple[Path, Path]:
     return base / f"arc-agi_{split}_challenges.json", base / f"arc-agi_{split}_solutions.json"
 
 
+def pick_task_ids(spec: str | None, ids: list[str]) -> list[str] | None:
+    """A --tasks argument: None (all), "N" (the first N) or comma-separated ids (each must exist)."""
+    if spec is None:
+        return None
+    picked = ids[: int(spec)] if spec.isdigit() else [t for t in spec.split(",") if t]
+    known = set(ids)
+    unknown = [t for t in picked if t not in known]
+    if unknown:
+        raise ArcDataError(f"task {unknown[0]}: not in the challenges file")
+    return picked
+
+
 def subset(tasks: Mapping[str, Task], ids: Iterable[str]) -> dict[str, Task]:
     return {i: tasks[i] for i in ids}

@@ -208,7 +208,10 @@ def output_from_examples(
     segs: list[Segment] = [(fmt.predict, False)]
     for j, pair in enumerate(task.train[:n_train]):
         train_on = loss_on == "outputs" or (loss_on == "outputs-after-first" and j > 0)
-        segs += [(fmt.input + enc.encode(pair.input) + fmt.output, False), (enc.encode(pair.output), train_on)]
+        segs += [
+            (fmt.input + enc.encode(pair.input) + fmt.output, False),
+            (enc.encode(pair.output), train_on),
+        ]
     test = task.test[test_index]
     segs.append((fmt.input + enc.encode(test.input) + fmt.output, False))
     segs.append((enc.encode(test.output) if test.output is not None else "", True))
@@ -289,7 +292,9 @@ def _answer_budget(task: Task, test_index: int, fmt: PromptFormat, codec: Codec)
     return max(len(codec.ids(fmt.encoder.encode(g))) for g in grids) + 1
 
 
-def parse_answer(ids_or_text: Sequence[int] | np.ndarray | str, codec: Codec, fmt: PromptFormat) -> Grid | None:
+def parse_answer(
+    ids_or_text: Sequence[int] | np.ndarray | str, codec: Codec, fmt: PromptFormat
+) -> Grid | None:
     """Generated tokens -> grid, or None for anything that is not a valid grid (never raises)."""
     try:
         text = ids_or_text if isinstance(ids_or_text, str) else codec.text(ids_or_text)

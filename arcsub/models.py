@@ -21,17 +21,41 @@ from .encode import FORMATS, build_compact_tokenizer, is_compact
 # tensor-core friendly embedding shapes; the tokenizer uses the first 19 ids.
 PRESETS: dict[str, dict[str, Any]] = {
     # < 1M params: CPU tests
-    "tiny": dict(arch="llama", hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=4),
+    "tiny": dict(
+        arch="llama",
+        hidden_size=64,
+        intermediate_size=192,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    ),
     # ~8M params: the size of the embedded default
-    "small": dict(arch="llama", hidden_size=256, intermediate_size=1024, num_hidden_layers=8,
-                  num_attention_heads=8, num_key_value_heads=8),
+    "small": dict(
+        arch="llama",
+        hidden_size=256,
+        intermediate_size=1024,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+    ),
     # ~28M params
-    "medium": dict(arch="llama", hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
-                   num_attention_heads=8, num_key_value_heads=8),
+    "medium": dict(
+        arch="llama",
+        hidden_size=512,
+        intermediate_size=1536,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+    ),
     # Qwen2.5-0.5B's shape with our vocabulary (random init): for timing the Kaggle budget
-    "qwen0.5b-shape": dict(arch="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                           num_attention_heads=14, num_key_value_heads=2),
+    "qwen0.5b-shape": dict(
+        arch="qwen2",
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+    ),
 }
 VOCAB_PAD = 32
 
@@ -57,9 +81,16 @@ def preset_config(preset: str, max_len: int = 8192):
     spec = dict(PRESETS[preset])
     arch = spec.pop("arch")
     tok = COMPACT_IDS
-    common = dict(vocab_size=VOCAB_PAD, max_position_embeddings=max_len, rope_theta=10000.0,
-                  bos_token_id=tok["bos"], eos_token_id=tok["eos"], pad_token_id=tok["pad"],
-                  tie_word_embeddings=False, **spec)
+    common = dict(
+        vocab_size=VOCAB_PAD,
+        max_position_embeddings=max_len,
+        rope_theta=10000.0,
+        bos_token_id=tok["bos"],
+        eos_token_id=tok["eos"],
+        pad_token_id=tok["pad"],
+        tie_word_embeddings=False,
+        **spec,
+    )
     return (LlamaConfig if arch == "llama" else Qwen2Config)(**common)
 
 
@@ -117,14 +148,15 @@ def check_tokenizer(tokenizer, path: str | Path, fmt: str) -> None:
         raise ArcDataError(f"{path}: tokenizer has no eos token")
 
 
-def load_model(path: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
-               attn: str = "sdpa", trust_remote_code: bool = False):
-    """Load a local HF causal LM and its tokenizer; returns (model, tokenizer, format name)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer_and_format(path: str | Path, trust_remote_code: bool = False):
+    """A model directory's tokenizer (bos/pad filled in where missing) and the prompt format it expects."""
+    from transformers import AutoTokenizer
 
-    p = check_model_dir(path)
+    p = Path(path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(p), local_files_only=True, trust_remote_code=trust_remote_code
+        )
     except (OSError, ValueError) as e:
         raise ArcDataError(f"{p}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
     if tokenizer.bos_token_id is None and tokenizer.eos_token_id is not None:
@@ -133,9 +165,27 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None, device: str |
         tokenizer.pad_token = tokenizer.eos_token
     fmt = prompt_format_name(p, tokenizer)
     check_tokenizer(tokenizer, p, fmt)
+    return tokenizer, fmt
+
+
+def load_model(
+    path: str | Path,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    attn: str = "sdpa",
+    trust_remote_code: bool = False,
+):
+    """Load a local HF causal LM and its tokenizer; returns (model, tokenizer, format name)."""
+    from transformers import AutoModelForCausalLM
+
+    p = check_model_dir(path)
+    tokenizer, fmt = load_tokenizer_and_format(p, trust_remote_code)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            str(p), local_files_only=True, dtype=dtype or torch.float32, attn_implementation=attn,
+            str(p),
+            local_files_only=True,
+            dtype=dtype or torch.float32,
+            attn_implementation=attn,
             trust_remote_code=trust_remote_code,
         )
     except (OSError, ValueError, KeyError) as e:
@@ -149,8 +199,15 @@ def apply_lora(model, lora: LoraSettings):
         return model
     from peft import LoraConfig, get_peft_model
 
-    cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.targets),
-                     use_rslora=lora.rslora, use_dora=lora.dora, task_type="CAUSAL_LM")
+    cfg = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.targets),
+        use_rslora=lora.rslora,
+        use_dora=lora.dora,
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, cfg)
 
 

@@ -83,7 +83,9 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _run_shard(rank: int, ids: list[str], challenges: str, out: str, cfg: PipelineConfig, deadline: float) -> None:
+def _run_shard(
+    rank: int, ids: list[str], challenges: str, out: str, cfg: PipelineConfig, deadline: float
+) -> None:
     """One worker: TTFT + predict chunk by chunk; attempts and predictions saved after every chunk."""
     from .predict import open_engine, predict
     from .ttft import _Fitter, run_ttft
@@ -107,13 +109,17 @@ def _run_shard(rank: int, ids: list[str], challenges: str, out: str, cfg: Pipeli
         chunk = {t: _hide(tasks[t]) for t in todo[start : start + cfg.chunk]}
         left = deadline - time.time()
         if left <= 0:
-            log.warning("worker %d: time budget spent, %d task(s) keep baseline attempts", rank, len(todo) - start)
+            log.warning(
+                "worker %d: time budget spent, %d task(s) keep baseline attempts", rank, len(todo) - start
+            )
             break
         share = left * len(chunk) / (len(todo) - start)
         adapters_dir = None
         if fitter is not None and share > 5:
             t0 = time.time()
-            ttft_cfg = dataclasses.replace(cfg.ttft, time_budget=share * cfg.ttft_share if cfg.time_budget else 0)
+            ttft_cfg = dataclasses.replace(
+                cfg.ttft, time_budget=share * cfg.ttft_share if cfg.time_budget else 0
+            )
             run_ttft(model, chunk, adapters, ttft_cfg, progress=False, fitter=fitter)
             adapters_dir = adapters
             times["ttft"] += time.time() - t0
@@ -147,8 +153,13 @@ def merge_attempts(out: Path, tasks: dict[str, Task]) -> dict:
     return attempts
 
 
-def run_pipeline(challenges: str | Path, out_dir: str | Path, cfg: PipelineConfig,
-                 solutions: str | Path | None = None, task_ids: list[str] | None = None) -> dict[str, Any]:
+def run_pipeline(
+    challenges: str | Path,
+    out_dir: str | Path,
+    cfg: PipelineConfig,
+    solutions: str | Path | None = None,
+    task_ids: list[str] | None = None,
+) -> dict[str, Any]:
     """Write out_dir/submission.json at once (baseline attempts), then improve it; returns a summary."""
     t_start = time.time()
     out = Path(out_dir)
@@ -159,7 +170,9 @@ def run_pipeline(challenges: str | Path, out_dir: str | Path, cfg: PipelineConfi
         if missing:
             raise ArcDataError(f"{challenges}: task {missing[0]}: not found")
         tasks = {t: tasks[t] for t in task_ids}
-    merge_attempts(out, tasks)  # baseline (or what an earlier, interrupted run finished) before any model work
+    merge_attempts(
+        out, tasks
+    )  # baseline (or what an earlier, interrupted run finished) before any model work
     model = cfg.model or str(default_model_dir())
     from .models import check_model_dir
 
@@ -182,10 +195,15 @@ def run_pipeline(challenges: str | Path, out_dir: str | Path, cfg: PipelineConfi
     for f in out.glob("times.*.json"):
         for k, v in read_json(f).items():
             times[k] = times.get(k, 0.0) + v
-    summary: dict[str, Any] = {"submission": str(out / "submission.json"), "tasks": len(tasks),
-                               "predicted": len(attempts), "workers": n_workers,
-                               "stage_seconds": {k: round(v, 1) for k, v in times.items()},
-                               "seconds": round(time.time() - t_start, 1), "score": None}
+    summary: dict[str, Any] = {
+        "submission": str(out / "submission.json"),
+        "tasks": len(tasks),
+        "predicted": len(attempts),
+        "workers": n_workers,
+        "stage_seconds": {k: round(v, 1) for k, v in times.items()},
+        "seconds": round(time.time() - t_start, 1),
+        "score": None,
+    }
     if solutions is not None:
         from .data import load_solutions
         from .metrics import compute_metrics, score_submission
@@ -193,8 +211,19 @@ def run_pipeline(challenges: str | Path, out_dir: str | Path, cfg: PipelineConfi
         truth = {t: g for t, g in load_solutions(solutions).items() if t in tasks}
         summary["score"] = score_submission(read_json(out / "submission.json"), truth)["score"]
         m = compute_metrics(predictions, truth)
-        summary["metrics"] = {k: m[k] for k in ("accuracy", "correct_pixels", "correct_size", "pass_n", "vote_1",
-                                                "vote_2", "unanswered", "n")}
+        summary["metrics"] = {
+            k: m[k]
+            for k in (
+                "accuracy",
+                "correct_pixels",
+                "correct_size",
+                "pass_n",
+                "vote_1",
+                "vote_2",
+                "unanswered",
+                "n",
+            )
+        }
     write_json_atomic(out / "summary.json", summary, indent=2)
     return summary
 
@@ -204,7 +233,10 @@ def _run_workers(shards, challenges, out, cfg, deadline, tasks) -> None:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_run_shard, args=(r, s, challenges, out, cfg, deadline)) for r, s in enumerate(shards)]
+    procs = [
+        ctx.Process(target=_run_shard, args=(r, s, challenges, out, cfg, deadline))
+        for r, s in enumerate(shards)
+    ]
     for p in procs:
         p.start()
     while any(p.is_alive() for p in procs):
@@ -213,7 +245,9 @@ def _run_workers(shards, challenges, out, cfg, deadline, tasks) -> None:
     for p in procs:
         p.join()
         if p.exitcode:
-            log.warning("a worker exited with code %s; its unfinished tasks keep baseline attempts", p.exitcode)
+            log.warning(
+                "a worker exited with code %s; its unfinished tasks keep baseline attempts", p.exitcode
+            )
 
 
 def pick_dry_run_tasks(challenges: str | Path, n: int) -> list[str]:
@@ -229,10 +263,13 @@ def pick_dry_run_tasks(challenges: str | Path, n: int) -> list[str]:
 def format_summary(summary: dict[str, Any]) -> str:
     from .metrics import format_metrics_table
 
-    lines = [f"submission: {summary['submission']} ({summary['predicted']}/{summary['tasks']} tasks predicted, "
-             f"{summary['workers']} worker(s))",
-             "time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items())
-             + f", total {summary['seconds']:.1f}s"]
+    lines = [
+        f"submission: {summary['submission']} ({summary['predicted']}/{summary['tasks']} tasks predicted, "
+        f"{summary['workers']} worker(s))",
+        "time per stage: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items())
+        + f", total {summary['seconds']:.1f}s",
+    ]
     if summary.get("metrics"):
         lines += [format_metrics_table(summary["metrics"]), f"Kaggle score: {summary['score']:.4f}"]
     return "\n".join(lines)

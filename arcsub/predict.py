@@ -32,7 +32,17 @@ import numpy as np
 
 from .augment import Augmentation, views
 from .config import load_config, settings_hash, to_dict
-from .data import ArcDataError, Grid, Pair, Task, grid_to_list, load_tasks, read_json, write_json_atomic
+from .data import (
+    ArcDataError,
+    Grid,
+    Pair,
+    Task,
+    grid_to_list,
+    load_tasks,
+    pick_task_ids,
+    read_json,
+    write_json_atomic,
+)
 from .encode import FORMATS, PROMPTS, Codec, PromptFormat, build_example, parse_answer
 from .infer.base import Engine, SamplingSettings, adapter_ok, safe_logprob
 from .select import NEEDS_SCORER, SELECTORS, Scorer, select
@@ -97,21 +107,6 @@ def _torch_dtype(name: str, device):
     )
 
 
-def _tokenizer_and_format(path: Path) -> tuple[Any, str]:
-    """Tokenizer and prompt format without loading weights (vLLM loads those itself)."""
-    from .encode import load_tokenizer
-    from .models import check_tokenizer, prompt_format_name
-
-    tok = load_tokenizer(path)
-    if tok.bos_token_id is None and tok.eos_token_id is not None:
-        tok.bos_token = tok.eos_token  # as models.load_model: Qwen has no bos
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    fmt = prompt_format_name(path, tok)
-    check_tokenizer(tok, path, fmt)
-    return tok, fmt
-
-
 def model_label(model: ModelSpec) -> str:
     """A short name for output files: the model directory (its run directory for <run>/model)."""
     if isinstance(model, tuple):
@@ -130,7 +125,7 @@ def open_engine(model: ModelSpec, cfg: PredictConfig, use_adapters: bool = False
             raise ArcDataError("engine vllm needs a model directory, not an in-memory model")
         net, tok, fmt = model
         return _torch_engine(net, tok, cfg), tok, fmt
-    from .models import PRESETS, build_model, check_model_dir, load_model
+    from .models import PRESETS, build_model, check_model_dir, load_model, load_tokenizer_and_format
 
     p = Path(model)
     if not p.exists() and str(model) in PRESETS:
@@ -141,7 +136,7 @@ def open_engine(model: ModelSpec, cfg: PredictConfig, use_adapters: bool = False
     if choose_engine(cfg.engine, cfg.sampling.mode) == "vllm":
         from .infer.vllm_engine import VllmEngine
 
-        tok, fmt = _tokenizer_and_format(p)
+        tok, fmt = load_tokenizer_and_format(p)
         codec = Codec(tok)
         allowed = [codec.ids(c)[0] for c in "0123456789\n"] + [codec.eos_id] if codec.compact else None
         engine = VllmEngine(
@@ -319,7 +314,9 @@ def predict(
     elif isinstance(model, tuple):
         tok, fmt_name = model[1], model[2]
     else:
-        tok, fmt_name = _tokenizer_and_format(Path(model))
+        from .models import load_tokenizer_and_format
+
+        tok, fmt_name = load_tokenizer_and_format(Path(model))
     codec, fmt = Codec(tok), FORMATS[fmt_name]
     if cfg.selection not in SELECTORS:
         raise ArcDataError(f"config: selection={cfg.selection!r} (known: {', '.join(SELECTORS)})")
@@ -476,6 +473,8 @@ def _scores(
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of `arcsub predict` (argparse only: importing this module does not import torch)."""
+    from .cli import add_config_arguments
+
     p.add_argument(
         "model", help="model directory (HF format + arcsub.json), or a preset name for a smoke run"
     )
@@ -486,39 +485,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--adapters", metavar="DIR", help="per-task LoRA adapters: DIR/<task_id>/ (+ manifest.json)"
     )
-    p.add_argument("--config", metavar="C", help="YAML/JSON PredictConfig")
     p.add_argument("--engine", choices=("auto", "torch", "vllm"), help="override the config's engine")
     p.add_argument("--solutions", metavar="S", help="solutions JSON: print the score and metrics")
     p.add_argument("--submission", metavar="PATH", help="also write the submission here")
     p.add_argument("--tasks", metavar="IDS", help="comma-separated task ids, or N for the first N tasks")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. sampling.mode=dfs"
-    )
-    _accept_trailing_overrides(p)
-
-
-def _accept_trailing_overrides(p: argparse.ArgumentParser) -> None:
-    """Let key=value overrides come after options too ("M C -o OUT a=1"): argparse alone fills a positional
-    list only from the strings before the next option and rejects the rest as unrecognized."""
-    parse = p.parse_known_args
-
-    def parse_known_args(args=None, namespace=None):
-        ns, extra = parse(args, namespace)
-        trailing = [a for a in extra if "=" in a and not a.startswith("-")]
-        if trailing:
-            ns.overrides = [*(getattr(ns, "overrides", None) or []), *trailing]
-        return ns, [a for a in extra if a not in trailing]
-
-    p.parse_known_args = parse_known_args  # type: ignore[method-assign]
-
-
-def _task_ids(spec: str | None, challenges: str) -> list[str] | None:
-    if spec is None:
-        return None
-    if spec.isdigit():
-        return list(load_tasks(challenges))[: int(spec)]
-    return [t for t in spec.split(",") if t]
+    add_config_arguments(p)
 
 
 def config_from_args(args: argparse.Namespace) -> PredictConfig:
@@ -539,7 +511,7 @@ def run_cli(args: argparse.Namespace) -> int:
         args.adapters,
         args.solutions,
         args.submission,
-        _task_ids(args.tasks, args.challenges),
+        pick_task_ids(args.tasks, list(load_tasks(args.challenges))) if args.tasks else None,
         progress=not args.quiet,
     )
     s = summary["stats"]

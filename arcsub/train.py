@@ -139,8 +139,12 @@ def packed_logits(model, batch: Batch) -> torch.Tensor:
 def token_loss(model, batch: Batch, n_label: int) -> torch.Tensor:
     """Summed next-token cross-entropy over labelled positions, divided by the step's label count."""
     logits = packed_logits(model, batch)
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch.labels[:, 1:].flatten(),
-                           ignore_index=-100, reduction="sum") / max(1, n_label)
+    return F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(),
+        batch.labels[:, 1:].flatten(),
+        ignore_index=-100,
+        reduction="sum",
+    ) / max(1, n_label)
 
 
 @dataclass
@@ -171,7 +175,9 @@ def setup_distributed() -> Dist:
 def _load_base(cfg: TrainConfig, device: torch.device):
     """(model, tokenizer, format): a fresh preset or a local checkpoint, with LoRA applied or continued."""
     if cfg.model in PRESETS:
-        model, tok = build_model(cfg.model, max_len=max(cfg.seq_len, cfg.max_len), seed=cfg.seed, attn=cfg.attn)
+        model, tok = build_model(
+            cfg.model, max_len=max(cfg.seq_len, cfg.max_len), seed=cfg.seed, attn=cfg.attn
+        )
         fmt = "compact"
     else:
         model, tok, fmt = load_model(cfg.model, attn=cfg.attn)
@@ -194,8 +200,14 @@ def save_checkpoint(run: Path, model, tok, fmt: str, opt, step: int, cfg: TrainC
     tmp, final, old = run / "checkpoint.tmp", run / "checkpoint", run / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(_unwrap(model), tok, tmp, {"format": fmt, "step": step})
-    torch.save({"optimizer": opt.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
+    torch.save(
+        {
+            "optimizer": opt.state_dict(),
+            "scaler": scaler.state_dict() if scaler else None,
+            "torch_rng": torch.get_rng_state(),
+        },
+        tmp / "trainer_state.pt",
+    )
     write_json_atomic(tmp / "state.json", {"step": step, "config": to_dict(cfg)}, indent=2)
     if final.exists():
         final.rename(old)
@@ -247,22 +259,36 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
     fwd = model
     if dist.world > 1:
-        fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.local] if device.type == "cuda" else None)
+        fwd = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local] if device.type == "cuda" else None
+        )
     if cfg.compile:
         fwd = torch.compile(fwd)
     ga = cfg.grad_accum
-    batches = StepBatches(pool, codec, cfg.seed, start * ga, cfg.steps * ga, dist.rank, cfg.rows, cfg.seq_len,
-                          cfg.max_len, fmt)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.workers,
-                                         collate_fn=keep_batch, pin_memory=device.type == "cuda",
-                                         persistent_workers=False, prefetch_factor=4 if cfg.workers else None)
+    batches = StepBatches(
+        pool, codec, cfg.seed, start * ga, cfg.steps * ga, dist.rank, cfg.rows, cfg.seq_len, cfg.max_len, fmt
+    )
+    loader = torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        num_workers=cfg.workers,
+        collate_fn=keep_batch,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if cfg.workers else None,
+    )
     n_params = count_params(_unwrap(model))
     if dist.main:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        print(f"arcsub train: {run} | {n_params / 1e6:.1f}M params ({trainable / 1e6:.2f}M trainable) | "
-              f"{device} {str(dtype).removeprefix('torch.')} | steps {start}->{cfg.steps}", flush=True)
+        print(
+            f"arcsub train: {run} | {n_params / 1e6:.1f}M params ({trainable / 1e6:.2f}M trainable) | "
+            f"{device} {str(dtype).removeprefix('torch.')} | steps {start}->{cfg.steps}",
+            flush=True,
+        )
     log = open(run / "log.jsonl", "a") if dist.main else None
-    bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and dist.main), desc="train", unit="step")
+    bar = tqdm(
+        total=cfg.steps, initial=start, disable=not (progress and dist.main), desc="train", unit="step"
+    )
     t0 = time.time()
     window_tokens, window_t = 0, time.time()
     it = iter(loader)
@@ -283,7 +309,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         lr = set_lr(opt, cfg.optim.lr * lr_at(step, cfg.optim, cfg.steps))
         if scaler:
             scaler.unscale_(opt)
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip else 0
+        gnorm = (
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            if cfg.optim.grad_clip
+            else 0
+        )
         if scaler:
             scaler.step(opt)
             scaler.update()
@@ -295,8 +325,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
             dt = time.time() - window_t
             tps = window_tokens * dist.world / max(dt, 1e-9)
-            rec = {"step": step, "loss": round(loss_sum, 5), "lr": lr, "grad_norm": float(gnorm),
-                   "tokens_per_s": round(tps), "elapsed_s": round(time.time() - t0, 2)}
+            rec = {
+                "step": step,
+                "loss": round(loss_sum, 5),
+                "lr": lr,
+                "grad_norm": float(gnorm),
+                "tokens_per_s": round(tps),
+                "elapsed_s": round(time.time() - t0, 2),
+            }
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{loss_sum:.4f}", tok_s=f"{tps / 1e3:.0f}k")
@@ -306,7 +342,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             save_checkpoint(run, model, tok, fmt, opt, step, cfg, scaler)
         if out_of_time and step < cfg.steps:
             if dist.main:
-                print(f"arcsub train: time budget spent at step {step}; re-run the same command to resume", flush=True)
+                print(
+                    f"arcsub train: time budget spent at step {step}; re-run the same command to resume",
+                    flush=True,
+                )
             break
     bar.close()
     if dist.main and step >= cfg.steps:
@@ -329,8 +368,14 @@ class _nullcontext:
 def _save_final(run: Path, model, tok, fmt: str, cfg: TrainConfig, n_params: int, seconds: float) -> None:
     """model/ holds a plain HF model (LoRA merged) that every later stage loads; adapter/ the LoRA alone."""
     inner = _unwrap(model)
-    info = {"format": fmt, "base": cfg.model, "steps": cfg.steps, "params": n_params,
-            "train_seconds_last_session": round(seconds, 1), "config": to_dict(cfg)}
+    info = {
+        "format": fmt,
+        "base": cfg.model,
+        "steps": cfg.steps,
+        "params": n_params,
+        "train_seconds_last_session": round(seconds, 1),
+        "config": to_dict(cfg),
+    }
     if hasattr(inner, "peft_config"):
         save_model(inner, tok, run / "adapter", info)
         inner = inner.merge_and_unload()
@@ -345,5 +390,13 @@ def config_from_cli(config: str | None, overrides: list[str]) -> TrainConfig:
     return load_config(TrainConfig, config, overrides)
 
 
-__all__ = ["TrainConfig", "OptimSettings", "DataSettings", "LoraSettings", "train", "run_name", "lr_at",
-           "dataclasses"]
+__all__ = [
+    "TrainConfig",
+    "OptimSettings",
+    "DataSettings",
+    "LoraSettings",
+    "train",
+    "run_name",
+    "lr_at",
+    "dataclasses",
+]

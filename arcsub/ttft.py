@@ -92,7 +92,9 @@ class _Fitter:
         for step in range(steps):
             if seconds and time.time() - t0 > seconds:
                 break
-            batch = make_batch(pool, self.codec, seed, step, 0, 1, c.seq_len, c.max_len, self.fmt).to(self.device)
+            batch = make_batch(pool, self.codec, seed, step, 0, 1, c.seq_len, c.max_len, self.fmt).to(
+                self.device
+            )
             n_label = int((batch.labels[:, 1:] != -100).sum())
             if n_label == 0:
                 continue
@@ -106,13 +108,23 @@ class _Fitter:
             losses.append(float(loss.detach()))
         else:
             step = steps
-        return {"steps": step, "loss_first": losses[0] if losses else None,
-                "loss_last": float(np.mean(losses[-5:])) if losses else None,
-                "seconds": round(time.time() - t0, 2)}
+        return {
+            "steps": step,
+            "loss_first": losses[0] if losses else None,
+            "loss_last": float(np.mean(losses[-5:])) if losses else None,
+            "seconds": round(time.time() - t0, 2),
+        }
 
 
-def run_ttft(model_dir: str | Path, tasks: dict[str, Task], out_dir: str | Path, cfg: TTFTConfig,
-             device: str | torch.device | None = None, progress: bool = True, fitter: _Fitter | None = None) -> Path:
+def run_ttft(
+    model_dir: str | Path,
+    tasks: dict[str, Task],
+    out_dir: str | Path,
+    cfg: TTFTConfig,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    fitter: _Fitter | None = None,
+) -> Path:
     """Fit adapters for `tasks` (test outputs are never used) into out_dir; returns out_dir.
 
     `fitter` reuses a loaded model across calls (the pipeline calls this once per chunk of tasks)."""
@@ -153,6 +165,13 @@ def _run_group(model_dir, tasks: list[Task], out: Path, cfg: TTFTConfig, dev: to
     fitter = _Fitter(model_dir, cfg, dev)
     stats = fitter.fit(tasks, cfg.steps, cfg.time_budget, cfg.seed)
     merged = fitter.model.merge_and_unload()
-    save_model(merged.float(), fitter.tok, out / "model", {"format": fitter.fmt, "ttft": stats, "base": str(model_dir)})
-    write_json_atomic(out / "manifest.json", {"mode": "group", "tasks": {t.id: stats for t in tasks}}, indent=1)
+    save_model(
+        merged.float(),
+        fitter.tok,
+        out / "model",
+        {"format": fitter.fmt, "ttft": stats, "base": str(model_dir)},
+    )
+    write_json_atomic(
+        out / "manifest.json", {"mode": "group", "tasks": {t.id: stats for t in tasks}}, indent=1
+    )
     return out

@@ -79,9 +79,18 @@ def baseline_trainer(preset: str, batch: int, steps: int, max_len: int) -> dict:
                 Clock.t = time.time()
 
     out = tempfile.mkdtemp()
-    args = TrainingArguments(out, per_device_train_batch_size=batch, max_steps=steps, bf16=True, logging_steps=50,
-                             save_strategy="no", report_to=[], dataloader_num_workers=2, learning_rate=1e-3,
-                             remove_unused_columns=False)
+    args = TrainingArguments(
+        out,
+        per_device_train_batch_size=batch,
+        max_steps=steps,
+        bf16=True,
+        logging_steps=50,
+        save_strategy="no",
+        report_to=[],
+        dataloader_num_workers=2,
+        learning_rate=1e-3,
+        remove_unused_columns=False,
+    )
     torch.cuda.reset_peak_memory_stats()
     Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()
     torch.cuda.synchronize()
@@ -94,16 +103,31 @@ def baseline_trainer(preset: str, batch: int, steps: int, max_len: int) -> dict:
 
 def arcsub_train(preset: str, rows: int, seq_len: int, steps: int, attn: str, compile_: bool) -> dict:
     out = tempfile.mkdtemp()
-    cfg = TrainConfig(model=preset, data=data_settings(), steps=steps, rows=rows, seq_len=seq_len, max_len=seq_len,
-                      attn=attn, compile=compile_, workers=4, log_every=10, save_every=10**9, out_dir=out,
-                      optim=OptimSettings(warmup=10))
+    cfg = TrainConfig(
+        model=preset,
+        data=data_settings(),
+        steps=steps,
+        rows=rows,
+        seq_len=seq_len,
+        max_len=seq_len,
+        attn=attn,
+        compile=compile_,
+        workers=4,
+        log_every=10,
+        save_every=10**9,
+        out_dir=out,
+        optim=OptimSettings(warmup=10),
+    )
     torch.cuda.reset_peak_memory_stats()
     run = train(cfg, progress=False)
     recs = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     tps = float(np.median([r["tokens_per_s"] for r in recs[2:]]))
     shutil.rmtree(out, ignore_errors=True)
-    return {"tokens_per_s": tps, "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30,
-            "final_loss": recs[-1]["loss"]}
+    return {
+        "tokens_per_s": tps,
+        "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30,
+        "final_loss": recs[-1]["loss"],
+    }
 
 
 def main() -> None:
@@ -135,8 +159,10 @@ def main() -> None:
     print(f"{'variant':34s} {'useful tok/s':>13s} {'MFU':>6s} {'x base':>7s} {'peak GB':>8s}")
     for k, r in results.items():
         if isinstance(r, dict) and "tokens_per_s" in r:
-            print(f"{k:34s} {r['tokens_per_s']:13,.0f} {r['mfu']:6.1%} {r.get('speedup', 1):7.2f} "
-                  f"{r['peak_mem_gb']:8.1f}")
+            print(
+                f"{k:34s} {r['tokens_per_s']:13,.0f} {r['mfu']:6.1%} {r.get('speedup', 1):7.2f} "
+                f"{r['peak_mem_gb']:8.1f}"
+            )
         elif isinstance(r, dict):
             print(f"{k:34s} {r['error']}")
     if a.out:

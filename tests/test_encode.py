@@ -39,7 +39,17 @@ def test_encoders_round_trip_real_grids(name, arc1_train):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "\n", "12\n3\n", "1a\n", "12", "12\n12", "```grid shape: 2x2\n1 12\n```\n", "9" * 31 + "\n", "\n\n\n"],
+    [
+        "",
+        "\n",
+        "12\n3\n",
+        "1a\n",
+        "12",
+        "12\n12",
+        "```grid shape: 2x2\n1 12\n```\n",
+        "9" * 31 + "\n",
+        "\n\n\n",
+    ],
 )
 def test_malformed_text_is_invalid_not_an_error(text, codec):
     assert ENCODERS["rows"].decode(text) is None
@@ -81,7 +91,9 @@ def test_example_mask_covers_exactly_the_test_output(arc1_train, codec):
 
 def test_loss_on_all_outputs_after_first(arc1_train, codec):
     task = arc1_train["007bbfb7"]
-    out_cells = [p.output.size + p.output.shape[0] for p in task.train[1:]] + [task.test[0].output.size + task.test[0].output.shape[0] + 1]
+    out_cells = [p.output.size + p.output.shape[0] for p in task.train[1:]] + [
+        task.test[0].output.size + task.test[0].output.shape[0] + 1
+    ]
     ex = build_example(task, codec, loss_on="outputs-after-first")
     assert ex.mask.sum() == sum(out_cells)
 
@@ -91,7 +103,9 @@ def test_pairs_dropped_whole_to_fit(arc1_train, codec):
     full = build_example(task, codec)
     short = build_example(task, codec, max_len=len(full) - 1)
     assert short.kept_pairs == len(task.train) - 1 and len(short) < len(full)
-    assert (parse_answer(short.ids[short.prompt_len :], codec, FORMATS["compact"]) == task.test[0].output).all()
+    assert (
+        parse_answer(short.ids[short.prompt_len :], codec, FORMATS["compact"]) == task.test[0].output
+    ).all()
     # rows never cut: the text of the shortened prompt is the full one minus whole pairs
     one = build_example(task, codec, max_len=10)
     assert one is None
@@ -106,8 +120,11 @@ def test_input_generation_prompt(arc1_train, codec):
 
 
 def test_text_format_for_pretrained_tokenizers(codec):
-    task = Task("t", [Pair(np.array([[1, 2]], np.uint8), np.array([[2, 1]], np.uint8))],
-                [Pair(np.array([[3, 4]], np.uint8), np.array([[4, 3]], np.uint8))])
+    task = Task(
+        "t",
+        [Pair(np.array([[1, 2]], np.uint8), np.array([[2, 1]], np.uint8))],
+        [Pair(np.array([[3, 4]], np.uint8), np.array([[4, 3]], np.uint8))],
+    )
     from arcsub.encode import output_from_examples
 
     segs = output_from_examples(task, 0, FORMATS["text"], 1)

@@ -23,9 +23,19 @@ def _cfg(tmp, **kw) -> TrainConfig:
     c, _ = dataset_files("arc-agi-1", "training")
     if not c.exists():
         pytest.skip(f"ARC data not found: {c}")
-    base = TrainConfig(model="tiny", data=DataSettings(challenges=[str(c)]), steps=12, rows=2, seq_len=1024,
-                       max_len=1024, workers=0, log_every=1, save_every=1000, out_dir=str(tmp),
-                       optim=OptimSettings(lr=3e-3, warmup=2))
+    base = TrainConfig(
+        model="tiny",
+        data=DataSettings(challenges=[str(c)]),
+        steps=12,
+        rows=2,
+        seq_len=1024,
+        max_len=1024,
+        workers=0,
+        log_every=1,
+        save_every=1000,
+        out_dir=str(tmp),
+        optim=OptimSettings(lr=3e-3, warmup=2),
+    )
     return replace(base, **kw)
 
 
@@ -36,8 +46,14 @@ def _losses(run) -> list[float]:
 def test_loss_falls_on_real_tasks(tmp_path):
     # a handful of tasks, seen again and again: the loss must fall clearly within a few dozen steps
     c, _ = dataset_files("arc-agi-1", "training")
-    run = train(_cfg(tmp_path, steps=30, data=DataSettings(challenges=[str(c)], d8=False, colours="none",
-                                                          swap_prob=0.0)), progress=False)
+    run = train(
+        _cfg(
+            tmp_path,
+            steps=30,
+            data=DataSettings(challenges=[str(c)], d8=False, colours="none", swap_prob=0.0),
+        ),
+        progress=False,
+    )
     losses = _losses(run)
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3])
     assert (run / "model" / "model.safetensors").exists()
@@ -62,8 +78,10 @@ def test_full_and_lora_models_reload_with_plain_transformers(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(run / "model", local_files_only=True)
     tok = AutoTokenizer.from_pretrained(run / "model", local_files_only=True)
     assert tok.eos_token == "<eos>" and model.config.num_hidden_layers == 2
-    lora = train(_cfg(tmp_path / "lora", model=str(run / "model"), steps=3, lora=LoraSettings(r=4, alpha=8)),
-                 progress=False)
+    lora = train(
+        _cfg(tmp_path / "lora", model=str(run / "model"), steps=3, lora=LoraSettings(r=4, alpha=8)),
+        progress=False,
+    )
     assert (lora / "adapter" / "adapter_model.safetensors").exists()
     merged, _, fmt = load_model(lora / "model")
     assert fmt == "compact"
@@ -136,7 +154,9 @@ def test_config_errors_and_run_names(tmp_path):
     with pytest.raises(ArcDataError, match="unknown key bogus"):
         load_config(TrainConfig, f)
     a, b = run_name(cfg), run_name(apply_override(cfg, "optim.lr=0.01"))
-    assert a != b and run_name(apply_override(cfg, "workers=7")) == a  # only what changes learning names a run
+    assert (
+        a != b and run_name(apply_override(cfg, "workers=7")) == a
+    )  # only what changes learning names a run
 
 
 def test_model_dir_errors(tmp_path):
