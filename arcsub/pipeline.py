@@ -101,10 +101,13 @@ def _run_shard(
     attempts_file, preds_file = out_p / f"attempts.{rank}.json", out_p / f"predictions.{rank}.json"
     attempts = read_json(attempts_file) if attempts_file.exists() else {}
     predictions = read_json(preds_file) if preds_file.exists() else {}
-    times: dict[str, float] = {"ttft": 0.0, "predict": 0.0}
+    times_file = out_p / f"times.{rank}.json"
+    times = read_json(times_file) if times_file.exists() else {"ttft": 0.0, "predict": 0.0}
+    todo = [t for t in ids if t not in attempts]
+    if not todo:  # a rerun after everything finished: load nothing
+        return
     fitter = _Fitter(model, cfg.ttft, _device(rank)) if cfg.ttft_enabled else None
     engine, _, _ = open_engine(model, cfg.predict, use_adapters=cfg.ttft_enabled)
-    todo = [t for t in ids if t not in attempts]
     for start in range(0, len(todo), cfg.chunk):
         chunk = {t: _hide(tasks[t]) for t in todo[start : start + cfg.chunk]}
         left = deadline - time.time()
@@ -130,7 +133,7 @@ def _run_shard(
         attempts.update(att)
         write_json_atomic(preds_file, predictions)
         write_json_atomic(attempts_file, attempts)
-        write_json_atomic(out_p / f"times.{rank}.json", times)
+        write_json_atomic(times_file, times)
         log.info("worker %d: %d/%d tasks done", rank, len(attempts), len(ids))
 
 
