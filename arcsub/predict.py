@@ -450,22 +450,28 @@ def run_predict(
         "files": {k: str(v) for k, v in paths.items()},
     }
     if solutions is not None:
-        summary.update(_scores(tasks, predictions, submission, solutions))
+        summary.update(score_run(tasks, predictions, submission, solutions))
     write_json_atomic(paths["run"], summary, indent=2)
     return summary
 
 
-def _scores(
+def score_run(
     tasks: Mapping[str, Task], predictions: Predictions, submission: Mapping[str, Any], solutions: str | Path
 ) -> dict[str, Any]:
+    """Kaggle score and candidate metrics of a run against a solutions file (every task must be in it)."""
     from .data import load_solutions
     from .metrics import METRIC_KEYS, compute_metrics, score_submission
 
     truth = load_solutions(solutions)
-    truth = {t: truth[t] for t in tasks if t in truth}
-    score = score_submission(submission, truth, solutions)
+    missing = [t for t in tasks if t not in truth]
+    if missing:
+        raise ArcDataError(f"{solutions}: task {missing[0]}: no solution ({len(missing)} task(s) missing)")
+    truth = {t: truth[t] for t in tasks}
     metrics = compute_metrics(predictions, truth)
-    return {"score": score["score"], "metrics": {k: metrics[k] for k in METRIC_KEYS}}
+    return {
+        "score": score_submission(submission, truth, solutions)["score"],
+        "metrics": {k: metrics[k] for k in METRIC_KEYS},
+    }
 
 
 # ------------------------------------------------------------------------------------------- command line

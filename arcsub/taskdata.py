@@ -406,8 +406,3 @@ class TaskStepBatches(torch.utils.data.IterableDataset):
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         for step in range(self.start + wid, self.end, nw):
             yield make_batch(self.source, self.index, self.seed, step, self.rank, self.rows, self.seq_len)
-
-
-def keep(batch: TaskBatch) -> TaskBatch:
-    """DataLoader collate for ready-made batches (batch_size=None)."""
-    return batch

@@ -34,6 +34,7 @@ from .config import load_config, settings_hash, to_dict
 from .data import ArcDataError, Task, grid_to_list, grids_equal, load_tasks, resolve_path, write_json_atomic
 from .infer.base import Candidate, SamplingSettings, length_batches, safe_logprob
 from .infer.torch_engine import GridConstraint
+from .predict import score_run
 from .select import NEEDS_SCORER, Scorer, select
 from .taskdata import (
     EOS,
@@ -385,27 +386,9 @@ def run_task_predict(
         "files": {k: str(v) for k, v in paths.items()},
     }
     if solutions is not None:
-        summary.update(_scores(tasks, predictions, submission, solutions))
+        summary.update(score_run(tasks, predictions, submission, solutions))
     write_json_atomic(paths["run"], summary, indent=2)
     return summary
-
-
-def _scores(
-    tasks: Mapping[str, Task], predictions: Predictions, submission: Mapping[str, Any], solutions: str | Path
-) -> dict[str, Any]:
-    from .data import load_solutions
-    from .metrics import METRIC_KEYS, compute_metrics, score_submission
-
-    truth = load_solutions(solutions)
-    missing = [t for t in tasks if t not in truth]
-    if missing:
-        raise ArcDataError(f"{solutions}: task {missing[0]}: no solution ({len(missing)} task(s) missing)")
-    truth = {t: truth[t] for t in tasks}
-    metrics = compute_metrics(predictions, truth)
-    return {
-        "score": score_submission(submission, truth, solutions)["score"],
-        "metrics": {k: metrics[k] for k in METRIC_KEYS},
-    }
 
 
 def cli_main(args: argparse.Namespace) -> int:

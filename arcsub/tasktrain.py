@@ -28,12 +28,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .batches import keep_batch
 from .config import load_config, settings_hash, to_dict
 from .data import ArcDataError, write_json_atomic
 from .encode import build_compact_tokenizer
 from .models import count_params
 from .muon import build_muon
-from .taskdata import PairSource, TaskDataSettings, TaskIndex, TaskStepBatches, keep
+from .taskdata import PairSource, TaskDataSettings, TaskIndex, TaskStepBatches
 from .taskmodel import (
     PRESETS,
     ArcTaskForCausalLM,
@@ -52,6 +53,7 @@ from .train import (
     pick_dtype,
     save_checkpoint,
     setup_distributed,
+    wrap_for_training,
 )
 
 
@@ -208,13 +210,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
         opt, lambda s: lr_at(s, cfg.optim, cfg.steps), last_epoch=start - 1
     )
 
-    fwd = model
-    if dist.world > 1:
-        fwd = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.local] if device.type == "cuda" else None
-        )
-    if cfg.compile:
-        fwd = torch.compile(fwd)
+    fwd = wrap_for_training(model, dist, device, cfg.compile)
     ga = cfg.grad_accum
     batches = TaskStepBatches(
         source, index, cfg.seed, start * ga, cfg.steps * ga, dist.rank, cfg.rows, cfg.seq_len
@@ -223,7 +219,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
         batches,
         batch_size=None,
         num_workers=cfg.workers,
-        collate_fn=keep,
+        collate_fn=keep_batch,
         pin_memory=device.type == "cuda",
         prefetch_factor=4 if cfg.workers else None,
     )

@@ -172,6 +172,16 @@ def setup_distributed() -> Dist:
     return Dist(dist.get_rank(), world, local)
 
 
+def wrap_for_training(model, dist: Dist, device: torch.device, compile_: bool):
+    """The module the loop calls: DDP across ranks when launched by torchrun, then torch.compile if asked."""
+    fwd = model
+    if dist.world > 1:
+        fwd = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local] if device.type == "cuda" else None
+        )
+    return torch.compile(fwd) if compile_ else fwd
+
+
 def _load_base(cfg: TrainConfig, device: torch.device):
     """(model, tokenizer, format): a fresh preset or a local checkpoint, with LoRA applied or continued."""
     if cfg.model in PRESETS:
@@ -257,13 +267,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     start = _resume(run, model, opt, scaler, device)
 
-    fwd = model
-    if dist.world > 1:
-        fwd = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.local] if device.type == "cuda" else None
-        )
-    if cfg.compile:
-        fwd = torch.compile(fwd)
+    fwd = wrap_for_training(model, dist, device, cfg.compile)
     ga = cfg.grad_accum
     batches = StepBatches(
         pool, codec, cfg.seed, start * ga, cfg.steps * ga, dist.rank, cfg.rows, cfg.seq_len, cfg.max_len, fmt

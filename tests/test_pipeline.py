@@ -55,7 +55,9 @@ def test_pipeline_ttft_predict_score_and_resume(model_dir, arc1_eval_files, tmp_
 
 def test_dry_run_cli(model_dir, arc1_eval_files, tmp_path, capsys):
     challenges, _ = arc1_eval_files
-    rc = main(["dry-run", "--tasks", "1", "-o", str(tmp_path / "d"), "--json", "ttft_enabled=false", *CHEAP[3:]])
+    rc = main(
+        ["dry-run", "--tasks", "1", "-o", str(tmp_path / "d"), "--json", "ttft_enabled=false", *CHEAP[3:]]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["tasks"] == 1 and 0.0 <= out["score"] <= 1.0
