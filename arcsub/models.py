@@ -174,12 +174,26 @@ def load_model(
     device: str | torch.device = "cpu",
     attn: str = "sdpa",
     trust_remote_code: bool = False,
+    quant: str = "none",
 ):
-    """Load a local HF causal LM and its tokenizer; returns (model, tokenizer, format name)."""
+    """Load a local HF causal LM and its tokenizer; returns (model, tokenizer, format name).
+
+    quant="4bit" loads the weights as bitsandbytes NF4 (bf16 compute) straight onto `device` (QLoRA)."""
     from transformers import AutoModelForCausalLM
 
     p = check_model_dir(path)
     tokenizer, fmt = load_tokenizer_and_format(p, trust_remote_code)
+    extra: dict[str, Any] = {}
+    if quant == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        extra["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True,
+        )
+        extra["device_map"] = {"": torch.device(device).index or 0}
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(p),
@@ -187,10 +201,204 @@ def load_model(
             dtype=dtype or torch.float32,
             attn_implementation=attn,
             trust_remote_code=trust_remote_code,
+            **extra,
         )
     except (OSError, ValueError, KeyError) as e:
         raise ArcDataError(f"{p}: cannot build model ({str(e).splitlines()[0]})") from None
-    return model.to(device), tokenizer, fmt
+    return (model if quant == "4bit" else model.to(device)), tokenizer, fmt
+
+
+# ------------------------------------------------------------------------------ vocabulary shrinking
+
+
+def _format_probe_texts(fmt_name: str) -> list[str]:
+    """Every kind of text the prompt format tokenizes (one string per segment, as segments_to_example
+    tokenizes them): the markers alone, and for every grid shape 1x1..30x30 the grid alone and wrapped
+    in its input/output markers; then every character of all of them on its own."""
+    import numpy as np
+
+    from .data import MAX_SIDE
+
+    f = FORMATS[fmt_name]
+    enc = f.encoder
+    texts = [f.predict, f.generate, f.input, f.output, f.input + f.output]
+    for h in range(1, MAX_SIDE + 1):
+        for w in range(1, MAX_SIDE + 1):
+            g = (np.arange(h * w).reshape(h, w) * 7 + h * 3 + w) % 10
+            grid = enc.encode(g)
+            texts += [grid, f.input + grid + f.output, f.input + grid]
+    texts += sorted(set("".join(texts)) | set("0123456789\n "))
+    return texts
+
+
+def _needed_token_ids(tokenizer, fmt_name: str) -> set[int]:
+    """Token ids the prompt format can produce with this tokenizer, plus its special tokens."""
+    texts = _format_probe_texts(fmt_name)
+    keep: set[int] = set()
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        keep.update(ids)
+    for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id):
+        if t is not None:
+            keep.add(int(t))
+    return keep
+
+
+def _remap_ids(value, old_to_new: dict[int, int]):
+    """Token id(s) in a config (int, list or None) mapped to the new vocabulary; dropped ids vanish."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        out = [old_to_new[int(v)] for v in value if int(v) in old_to_new]
+        return out or None
+    return old_to_new.get(int(value))
+
+
+def _shrunk_tokenizer(tokenizer, keep: set[int]):
+    """A new fast tokenizer over the kept tokens only, renumbered 0..n-1 in their original order.
+
+    BPE: the kept set is closed under the merges that build its tokens (so text the format emits
+    tokenizes exactly as before), and only merges among kept tokens survive, so any text made of kept
+    characters still tokenizes (and decodes) to itself. WordLevel / WordPiece: the vocabulary is filtered.
+    """
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    if not getattr(tokenizer, "is_fast", False):
+        raise ArcDataError("shrink_vocab needs a fast (tokenizers-backed) tokenizer")
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = state["model"]
+    kind = model.get("type")
+    if kind not in ("BPE", "WordLevel", "WordPiece"):
+        raise ArcDataError(f"shrink_vocab supports BPE, WordLevel and WordPiece tokenizers, not {kind}")
+    id_to_tok = {i: t for t, i in model["vocab"].items()}
+    for a in state.get("added_tokens") or []:
+        id_to_tok[a["id"]] = a["content"]
+    tok_to_id = {t: i for i, t in id_to_tok.items()}
+    keep = set(keep)
+    if model.get("unk_token") in tok_to_id:
+        keep.add(tok_to_id[model["unk_token"]])
+
+    def specials(node):
+        if isinstance(node, dict):
+            if "special_tokens" in node and isinstance(node["special_tokens"], dict):
+                for spec in node["special_tokens"].values():
+                    yield from spec.get("ids", [])
+            for v in node.values():
+                yield from specials(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from specials(v)
+
+    keep.update(int(i) for i in specials(state.get("post_processor")))
+    if kind == "BPE":
+        merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+        made_by: dict[str, list[tuple[str, str]]] = {}
+        for a, b in merges:
+            made_by.setdefault(a + b, []).append((a, b))
+        todo = [id_to_tok[i] for i in keep]
+        kept_toks = set(todo)
+        while todo:
+            t = todo.pop()
+            for pair in made_by.get(t, ()):
+                for part in pair:
+                    if part not in kept_toks and part in tok_to_id:
+                        kept_toks.add(part)
+                        todo.append(part)
+        keep = {tok_to_id[t] for t in kept_toks}
+    old_ids = sorted(keep)
+    old_to_new = {o: n for n, o in enumerate(old_ids)}
+    model["vocab"] = {t: old_to_new[i] for t, i in model["vocab"].items() if i in old_to_new}
+    if kind == "BPE":
+        names = set(model["vocab"])
+        kept_merges = [(a, b) for a, b in merges if a in names and b in names and a + b in names]
+        as_str = model["merges"] and isinstance(model["merges"][0], str)
+        model["merges"] = [f"{a} {b}" if as_str else [a, b] for a, b in kept_merges]
+    state["added_tokens"] = [
+        dict(a, id=old_to_new[a["id"]]) for a in state.get("added_tokens") or [] if a["id"] in old_to_new
+    ]
+
+    def remap_specials(node):
+        if isinstance(node, dict):
+            if "special_tokens" in node and isinstance(node["special_tokens"], dict):
+                for spec in node["special_tokens"].values():
+                    spec["ids"] = [old_to_new[int(i)] for i in spec.get("ids", [])]
+            for v in node.values():
+                remap_specials(v)
+        elif isinstance(node, list):
+            for v in node:
+                remap_specials(v)
+
+    remap_specials(state.get("post_processor"))
+    backend = Tokenizer.from_str(json.dumps(state))
+    named = {
+        k: getattr(tokenizer, k)
+        for k in ("bos_token", "eos_token", "pad_token", "unk_token")
+        if getattr(tokenizer, k, None) is not None and getattr(tokenizer, k + "_id", None) in old_to_new
+    }
+    new = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        clean_up_tokenization_spaces=getattr(tokenizer, "clean_up_tokenization_spaces", False),
+        **{k: str(v) for k, v in named.items()},
+    )
+    new.model_max_length = tokenizer.model_max_length
+    return new, old_ids, old_to_new
+
+
+def shrink_vocab(model, tokenizer, fmt_name: str):
+    """Cut a pretrained model's vocabulary to the tokens the prompt format needs (the ARChitects' trick):
+    input embedding and lm_head rows sliced (tied embeddings stay tied), a renumbered tokenizer that
+    encodes and decodes every prompt of the format exactly as before. Returns (model, tokenizer); the
+    new tokenizer's `arcsub_shrink` holds {"original_vocab_size", "kept_ids"} (original ids, new order)."""
+    if fmt_name not in FORMATS:
+        raise ArcDataError(f"unknown prompt format {fmt_name!r} (known: {', '.join(FORMATS)})")
+    new_tok, old_ids, old_to_new = _shrunk_tokenizer(tokenizer, _needed_token_ids(tokenizer, fmt_name))
+    emb = model.get_input_embeddings()
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight is emb.weight
+    idx = torch.tensor(old_ids, dtype=torch.long, device=emb.weight.device)
+    original = emb.weight.shape[0]
+    pad = getattr(emb, "padding_idx", None)
+    new_emb = torch.nn.Embedding(
+        len(old_ids),
+        emb.weight.shape[1],
+        padding_idx=old_to_new.get(int(pad)) if pad is not None else None,
+        device=emb.weight.device,
+        dtype=emb.weight.dtype,
+    )
+    with torch.no_grad():
+        new_emb.weight.copy_(emb.weight[idx])
+    model.set_input_embeddings(new_emb)
+    if head is not None:
+        new_head = torch.nn.Linear(
+            head.weight.shape[1],
+            len(old_ids),
+            bias=head.bias is not None,
+            device=head.weight.device,
+            dtype=head.weight.dtype,
+        )
+        with torch.no_grad():
+            if tied:
+                new_head.weight = new_emb.weight
+            else:
+                new_head.weight.copy_(head.weight[idx.to(head.weight.device)])
+            if head.bias is not None:
+                new_head.bias.copy_(head.bias[idx.to(head.bias.device)])
+        model.set_output_embeddings(new_head)
+    cfgs = [
+        model.config,
+        getattr(model.config, "text_config", None),
+        getattr(model, "generation_config", None),
+    ]
+    for c in cfgs:
+        if c is None:
+            continue
+        if hasattr(c, "vocab_size") and c is not getattr(model, "generation_config", None):
+            c.vocab_size = len(old_ids)
+        for key in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
+            if getattr(c, key, None) is not None:
+                setattr(c, key, _remap_ids(getattr(c, key), old_to_new))
+    new_tok.arcsub_shrink = {"original_vocab_size": int(original), "kept_ids": [int(i) for i in old_ids]}
+    return model, new_tok
 
 
 def apply_lora(model, lora: LoraSettings):

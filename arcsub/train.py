@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,16 @@ from .batches import Batch, DataSettings, StepBatches, TaskPool, keep_batch
 from .config import settings_hash, to_dict
 from .data import ArcDataError, resolve_path, write_json_atomic
 from .encode import Codec
-from .models import PRESETS, LoraSettings, apply_lora, build_model, count_params, load_model, save_model
+from .models import (
+    PRESETS,
+    LoraSettings,
+    apply_lora,
+    build_model,
+    count_params,
+    load_model,
+    save_model,
+    shrink_vocab,
+)
 
 
 @dataclass
@@ -61,6 +71,9 @@ class TrainConfig:
     time_budget: float = 0.0  # seconds; >0 saves a checkpoint and stops when spent (resume by re-running)
     out_dir: str = "runs"
     name: str = ""  # run directory name; empty: <model>__<data>__<settings hash>
+    shrink_vocab: bool = False  # local checkpoint: keep only the tokens the prompt format needs
+    quant: str = "none"  # none | 4bit (QLoRA via bitsandbytes: local checkpoint, lora.r > 0, CUDA)
+    backend: str = "plain"  # plain | unsloth (when installed; otherwise a notice and the plain path)
 
 
 # fields that do not change what is learnt: left out of the run name so a resumed run finds its directory
@@ -182,22 +195,117 @@ def wrap_for_training(model, dist: Dist, device: torch.device, compile_: bool):
     return torch.compile(fwd) if compile_ else fwd
 
 
-def _load_base(cfg: TrainConfig, device: torch.device):
-    """(model, tokenizer, format): a fresh preset or a local checkpoint, with LoRA applied or continued."""
+def check_backend(cfg: TrainConfig) -> str:
+    """Validate shrink_vocab / quant / backend (one-line errors); returns the backend to use: "unsloth"
+    only when it imports, else a one-line notice on stderr and "plain"."""
+    if cfg.quant not in ("none", "4bit"):
+        raise ArcDataError(f"config: quant={cfg.quant!r} must be one of ['none', '4bit']")
+    if cfg.backend not in ("plain", "unsloth"):
+        raise ArcDataError(f"config: backend={cfg.backend!r} must be one of ['plain', 'unsloth']")
+    local = cfg.model not in PRESETS
+    if cfg.shrink_vocab and not local:
+        raise ArcDataError("config: shrink_vocab=true needs model=<a local model directory>, not a preset")
+    if cfg.quant == "4bit":
+        if not local:
+            raise ArcDataError("config: quant=4bit needs model=<a local model directory>, not a preset")
+        if cfg.lora.r <= 0 and not cfg.adapter:
+            raise ArcDataError("config: quant=4bit trains LoRA adapters only: set lora.r > 0")
+        try:
+            import bitsandbytes  # noqa: F401
+        except Exception:
+            ok = False
+        else:
+            ok = torch.cuda.is_available()
+        if not ok:
+            raise ArcDataError("quant=4bit needs bitsandbytes and a CUDA GPU: pip install arcsub[bnb]")
+    if cfg.backend == "unsloth":
+        if not local:
+            raise ArcDataError("config: backend=unsloth needs model=<a local model directory>, not a preset")
+        try:
+            import unsloth  # noqa: F401  (raises without an NVIDIA GPU too)
+        except Exception as e:
+            why = " ".join(str(e).split())[:120] or type(e).__name__
+            print(
+                f"arcsub train: backend=unsloth unavailable ({why}); training on the plain path",
+                file=sys.stderr,
+                flush=True,
+            )
+            return "plain"
+    return cfg.backend
+
+
+def _load_unsloth(cfg: TrainConfig, dtype: torch.dtype):
+    """A local checkpoint through unsloth's FastLanguageModel (4-bit when quant=4bit), LoRA via its
+    get_peft_model; our own tokenizer (format checked) drives the prompts."""
+    from unsloth import FastLanguageModel
+
+    from .models import load_tokenizer_and_format
+
+    tok, fmt = load_tokenizer_and_format(cfg.model)
+    model, _ = FastLanguageModel.from_pretrained(
+        model_name=cfg.model,
+        max_seq_length=max(cfg.seq_len, cfg.max_len),
+        dtype=dtype if dtype != torch.float32 else None,
+        load_in_4bit=cfg.quant == "4bit",
+        full_finetuning=cfg.lora.r <= 0 and not cfg.adapter,
+        trust_remote_code=False,
+        use_exact_model_name=True,
+        local_files_only=True,
+    )
+    if cfg.shrink_vocab:
+        model, tok = shrink_vocab(model, tok, fmt)
+    if cfg.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, cfg.adapter, is_trainable=True)
+    elif cfg.lora.r > 0:
+        model = FastLanguageModel.get_peft_model(
+            model,
+            r=cfg.lora.r,
+            target_modules=list(cfg.lora.targets),
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            bias="none",
+            use_gradient_checkpointing="unsloth",
+            random_state=cfg.seed,
+            use_rslora=cfg.lora.rslora,
+            loftq_config=None,
+        )
+    return model, tok, fmt
+
+
+def _load_base(cfg: TrainConfig, device: torch.device, backend: str = "plain", dtype=torch.float32):
+    """(model, tokenizer, format): a fresh preset or a local checkpoint (vocabulary shrunk, 4-bit, through
+    unsloth where asked), with LoRA applied or continued."""
+    if backend == "unsloth":
+        return _load_unsloth(cfg, dtype)
+    quantized = cfg.quant == "4bit"
     if cfg.model in PRESETS:
         model, tok = build_model(
             cfg.model, max_len=max(cfg.seq_len, cfg.max_len), seed=cfg.seed, attn=cfg.attn
         )
         fmt = "compact"
     else:
-        model, tok, fmt = load_model(cfg.model, attn=cfg.attn)
+        model, tok, fmt = load_model(
+            cfg.model,
+            dtype=torch.bfloat16 if quantized else None,
+            device=device if quantized else "cpu",
+            attn=cfg.attn,
+            quant=cfg.quant,
+        )
+        if cfg.shrink_vocab:
+            model, tok = shrink_vocab(model, tok, fmt)
+        if quantized:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     if cfg.adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, cfg.adapter, is_trainable=True)
     else:
         model = apply_lora(model, cfg.lora)
-    return model.to(device), tok, fmt
+    return (model if quantized else model.to(device)), tok, fmt
 
 
 def _unwrap(model):
@@ -251,6 +359,7 @@ def _resume(run: Path, model, opt, scaler, device) -> int:
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns its directory, whose model/ holds the final model."""
+    backend = check_backend(cfg)
     dist = setup_distributed()
     device = torch.device(f"cuda:{dist.local}" if torch.cuda.is_available() else "cpu")
     dtype = pick_dtype(cfg.dtype, device)
@@ -260,7 +369,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         run.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run / "config.json", to_dict(cfg), indent=2)
 
-    model, tok, fmt = _load_base(cfg, device)
+    model, tok, fmt = _load_base(cfg, device, backend, dtype)
     codec = Codec(tok)
     pool = TaskPool(cfg.data)
     opt = build_optimizer(model, cfg.optim, device)
@@ -380,8 +489,17 @@ def _save_final(run: Path, model, tok, fmt: str, cfg: TrainConfig, n_params: int
         "train_seconds_last_session": round(seconds, 1),
         "config": to_dict(cfg),
     }
+    if cfg.shrink_vocab:
+        info["shrink_vocab"] = getattr(tok, "arcsub_shrink", True)
     if hasattr(inner, "peft_config"):
         save_model(inner, tok, run / "adapter", info)
+        if cfg.quant == "4bit":  # merge into full-precision base weights, not the 4-bit ones
+            from peft import PeftModel
+
+            base, base_tok, base_fmt = load_model(cfg.model)
+            if cfg.shrink_vocab:
+                base, _ = shrink_vocab(base, base_tok, base_fmt)
+            inner = PeftModel.from_pretrained(base, str(run / "adapter"))
         inner = inner.merge_and_unload()
     save_model(inner.float(), tok, run / "model", info)
     shutil.rmtree(run / "checkpoint", ignore_errors=True)

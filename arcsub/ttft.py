@@ -41,6 +41,7 @@ class TTFTConfig:
     time_budget: float = 0.0  # 0 = no limit; whole run: later tasks get what earlier ones left
     seed: int = 0
     dtype: str = "auto"
+    workers: int = 1  # per-task mode: processes, tasks sharded round-robin; 0 = one per GPU
     data: DataSettings = field(default_factory=lambda: DataSettings(swap_prob=0.0))
 
 
@@ -52,8 +53,11 @@ def loo_tasks(task: Task) -> list[Task]:
 
 
 def read_manifest(out: Path) -> dict:
-    f = out / "manifest.json"
-    return json.loads(f.read_text()) if f.exists() else {"tasks": {}}
+    """Finished tasks: manifest.json merged with the per-worker manifest.<rank>.json of a multi-GPU run."""
+    tasks: dict = {}
+    for f in sorted(out.glob("manifest*.json")):
+        tasks.update(json.loads(f.read_text()).get("tasks", {}))
+    return {"tasks": tasks}
 
 
 class _Fitter:
@@ -124,6 +128,7 @@ def run_ttft(
     device: str | torch.device | None = None,
     progress: bool = True,
     fitter: _Fitter | None = None,
+    manifest_name: str = "manifest.json",
 ) -> Path:
     """Fit adapters for `tasks` (test outputs are never used) into out_dir; returns out_dir.
 
@@ -139,6 +144,9 @@ def run_ttft(
         raise ArcDataError(f"config: ttft mode {cfg.mode!r} (per-task | group)")
     if not todo:
         return out
+    n_workers = cfg.workers or max(1, torch.cuda.device_count())
+    if n_workers > 1 and fitter is None and len(todo) > 1:
+        return _run_workers(model_dir, {t.id: t for t in todo}, out, cfg, min(n_workers, len(todo)))
     fitter = fitter or _Fitter(model_dir, cfg, dev)
     fitter.cfg = cfg
     t_start = time.time()
@@ -153,8 +161,36 @@ def run_ttft(
         stats = fitter.fit([task], cfg.steps, seconds, cfg.seed)
         fitter.model.save_pretrained(str(out / task.id), safe_serialization=True)
         manifest["tasks"][task.id] = stats
-        write_json_atomic(out / "manifest.json", manifest, indent=1)
+        write_json_atomic(out / manifest_name, manifest, indent=1)
         bar.set_postfix(task=task.id, loss=f"{stats['loss_last'] or 0:.3f}", s=stats["seconds"])
+    return out
+
+
+def _worker(rank: int, model_dir, tasks: dict[str, Task], out: Path, cfg: TTFTConfig) -> None:
+    device = f"cuda:{rank}" if torch.cuda.device_count() > rank else "cpu"
+    run_ttft(model_dir, tasks, out, cfg, device, progress=False, manifest_name=f"manifest.{rank}.json")
+
+
+def _run_workers(model_dir, tasks: dict[str, Task], out: Path, cfg: TTFTConfig, n: int) -> Path:
+    """One process per GPU, tasks round-robin; each worker keeps its own manifest, merged at the end."""
+    import dataclasses
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ids = list(tasks)
+    one = dataclasses.replace(cfg, workers=1)
+    procs = [
+        ctx.Process(target=_worker, args=(r, model_dir, {t: tasks[t] for t in ids[r::n]}, out, one))
+        for r in range(n)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    write_json_atomic(out / "manifest.json", read_manifest(out), indent=1)
+    failed = [r for r, p in enumerate(procs) if p.exitcode]
+    if failed:
+        raise ArcDataError(f"ttft: worker(s) {failed} failed; rerun to finish the remaining tasks")
     return out
 
 

@@ -85,3 +85,12 @@ def test_cli_ttft_errors(tmp_path):
 
     c, _ = dataset_files("arc-agi-1", "evaluation")
     assert main(["ttft", str(tmp_path), str(c), "-o", str(tmp_path / "o")]) == 2  # no weights there
+
+
+def test_two_workers_share_the_tasks_and_merge_manifests(tiny_model_dir, arc1_eval, tmp_path):
+    tasks = _small_tasks(arc1_eval, 2)
+    cfg = TTFTConfig(steps=1, seq_len=512, max_len=1024, workers=2)
+    out = run_ttft(tiny_model_dir, tasks, tmp_path / "ad", cfg, device="cpu", progress=False)
+    assert set(json.loads((out / "manifest.json").read_text())["tasks"]) == set(tasks)
+    assert {p.name for p in out.glob("manifest.*.json")} == {"manifest.0.json", "manifest.1.json"}
+    assert all((out / t / "adapter_model.safetensors").exists() for t in tasks)
