@@ -34,7 +34,7 @@ from .config import load_config, settings_hash, to_dict
 from .data import ArcDataError, Task, grid_to_list, grids_equal, load_tasks, resolve_path, write_json_atomic
 from .infer.base import Candidate, SamplingSettings, length_batches, safe_logprob
 from .infer.torch_engine import GridConstraint
-from .predict import score_run
+from .predict import Attempts, Predictions, score_run
 from .select import NEEDS_SCORER, Scorer, select
 from .taskdata import (
     EOS,
@@ -53,9 +53,6 @@ from .taskmodel import ArcTaskForCausalLM, grid_positions, load_task_model
 from .train import pick_dtype
 
 log = logging.getLogger("arcsub.taskpredict")
-
-Predictions = dict[str, list[list[dict[str, Any]]]]
-Attempts = dict[str, list[list[list[list[int]] | None]]]
 
 
 def _default_sampling() -> SamplingSettings:

@@ -48,6 +48,7 @@ from .train import (
     OptimSettings,
     _resume,
     _unwrap,
+    budget_spent,
     build_optimizer,
     lr_at,
     pick_dtype,
@@ -285,11 +286,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{rec['tokens_per_s'] / 1e3:.0f}k")
             window_tokens, window_t, window_step = 0, now, step
-        out_of_time = cfg.time_budget > 0 and time.time() - t0 > cfg.time_budget
-        if dist.world > 1 and cfg.time_budget > 0:  # every rank must stop at the same step
-            flag = torch.tensor(int(out_of_time), device=device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            out_of_time = bool(flag)
+        out_of_time = budget_spent(cfg.time_budget, t0, dist, device)
         if dist.main and (step % cfg.save_every == 0 or out_of_time) and step < cfg.steps:
             save_checkpoint(run, model, tok, "task", opt, step, cfg, None)
         if out_of_time and step < cfg.steps:

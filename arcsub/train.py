@@ -185,6 +185,17 @@ def setup_distributed() -> Dist:
     return Dist(dist.get_rank(), world, local)
 
 
+def budget_spent(budget: float, t0: float, dist: Dist, device: torch.device) -> bool:
+    """Whether the time budget is spent; under DDP all ranks agree (any rank out of time stops every rank at
+    the same step, else the others would hang in the next collective)."""
+    spent = budget > 0 and time.time() - t0 > budget
+    if dist.world > 1 and budget > 0:
+        flag = torch.tensor(int(spent), device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        spent = bool(flag)
+    return spent
+
+
 def wrap_for_training(model, dist: Dist, device: torch.device, compile_: bool):
     """The module the loop calls: DDP across ranks when launched by torchrun, then torch.compile if asked."""
     fwd = model
@@ -450,7 +461,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             log.flush()
             bar.set_postfix(loss=f"{loss_sum:.4f}", tok_s=f"{tps / 1e3:.0f}k")
             window_tokens, window_t = 0, time.time()
-        out_of_time = cfg.time_budget > 0 and time.time() - t0 > cfg.time_budget
+        out_of_time = budget_spent(cfg.time_budget, t0, dist, device)
         if dist.main and (step % cfg.save_every == 0 or out_of_time) and step < cfg.steps:
             save_checkpoint(run, model, tok, fmt, opt, step, cfg, scaler)
         if out_of_time and step < cfg.steps:
