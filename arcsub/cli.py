@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(mod)
     parser = _Parser(
         prog=PROG,
-        description="ARC Prize tools: validate and score Kaggle files, compute metrics, draw tasks.",
+        description="ARC Prize: train, test-time fine-tune and sample models; validate and score Kaggle files, "
+        "compute metrics, draw tasks; run the competition path locally (dry-run).",
         epilog="Run 'arcsub COMMAND --help' for the arguments of a command. Bad input exits 2 with one line.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
