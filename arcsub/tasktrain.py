@@ -51,6 +51,8 @@ from .train import (
     budget_spent,
     build_optimizer,
     lr_at,
+    make_scaler,
+    optimizer_step,
     pick_dtype,
     save_checkpoint,
     setup_distributed,
@@ -206,10 +208,8 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
         index.save(run)
     tok = build_compact_tokenizer()
     opt = _optimizer(model, cfg.optim, device)
-    start = _resume(run, model, opt, None, device)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_at(s, cfg.optim, cfg.steps), last_epoch=start - 1
-    )
+    scaler = make_scaler(dtype)
+    start = _resume(run, model, opt, scaler, device)
 
     fwd = wrap_for_training(model, dist, device, cfg.compile)
     ga = cfg.grad_accum
@@ -235,7 +235,6 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
     bar = tqdm(
         total=cfg.steps, initial=start, disable=not (progress and dist.main), desc="task-train", unit="step"
     )
-    params = [p for p in model.parameters() if p.requires_grad]
     t0 = window_t = time.time()
     window_tokens, window_step, step, it = 0, start, start, iter(loader)
     while step < cfg.steps:
@@ -257,16 +256,10 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
                     block_mask=block_mask,
                 ).logits
                 loss = next_token_loss(logits, b.labels) / max(1, n_label)
-            loss.backward()
+            (scaler.scale(loss) if scaler else loss).backward()
             loss_sum += loss.detach()
-        gnorm = (
-            torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-            if cfg.optim.grad_clip
-            else torch.zeros(())
-        )
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sched.step()
+        lr = cfg.optim.lr * lr_at(step, cfg.optim, cfg.steps)
+        gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)
         step += 1
         bar.update(1)
         if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
@@ -276,7 +269,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
             rec = {
                 "step": step,
                 "loss": round(float(loss_sum), 5),
-                "lr": sched.get_last_lr()[0],
+                "lr": lr,
                 "grad_norm": float(gnorm),
                 "tokens_per_s": round(window_tokens * dist.world / max(now - window_t, 1e-9)),
                 "elapsed_s": round(now - t0, 2),
@@ -288,7 +281,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
             window_tokens, window_t, window_step = 0, now, step
         out_of_time = budget_spent(cfg.time_budget, t0, dist, device)
         if dist.main and (step % cfg.save_every == 0 or out_of_time) and step < cfg.steps:
-            save_checkpoint(run, model, tok, "task", opt, step, cfg, None)
+            save_checkpoint(run, model, tok, "task", opt, step, cfg, scaler)
         if out_of_time and step < cfg.steps:
             if dist.main:
                 print(

@@ -185,6 +185,28 @@ def setup_distributed() -> Dist:
     return Dist(dist.get_rank(), world, local)
 
 
+def make_scaler(dtype: torch.dtype) -> torch.amp.GradScaler | None:
+    """Loss scaling for fp16 (T4 has no bf16); None for bf16 and fp32."""
+    return torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+
+
+def optimizer_step(model, opt, scaler, grad_clip: float, lr: float) -> torch.Tensor:
+    """One update: set the lr, unscale (fp16), clip, step, zero the grads. Returns the gradient norm as a
+    tensor (read it only when logging: no GPU sync per step)."""
+    set_lr(opt, lr)
+    if scaler:
+        scaler.unscale_(opt)
+    params = [p for p in model.parameters() if p.requires_grad]
+    gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip else torch.zeros(())
+    if scaler:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return gnorm
+
+
 def budget_spent(budget: float, t0: float, dist: Dist, device: torch.device) -> bool:
     """Whether the time budget is spent; under DDP all ranks agree (any rank out of time stops every rank at
     the same step, else the others would hang in the next collective)."""
@@ -384,7 +406,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     codec = Codec(tok)
     pool = TaskPool(cfg.data)
     opt = build_optimizer(model, cfg.optim, device)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    scaler = make_scaler(dtype)
     start = _resume(run, model, opt, scaler, device)
 
     fwd = wrap_for_training(model, dist, device, cfg.compile)
@@ -430,20 +452,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             (scaler.scale(loss) if scaler else loss).backward()
             loss_sum += float(loss.detach())
             window_tokens += b.useful_tokens
-        lr = set_lr(opt, cfg.optim.lr * lr_at(step, cfg.optim, cfg.steps))
-        if scaler:
-            scaler.unscale_(opt)
-        gnorm = (
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            if cfg.optim.grad_clip
-            else 0
-        )
-        if scaler:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        opt.zero_grad(set_to_none=True)
+        lr = cfg.optim.lr * lr_at(step, cfg.optim, cfg.steps)
+        gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)
         step += 1
         bar.update(1)
         if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):

@@ -22,7 +22,7 @@ from .batches import DataSettings, TaskPool, make_batch
 from .data import ArcDataError, Task, write_json_atomic
 from .encode import Codec
 from .models import LoraSettings, apply_lora, load_model, save_model
-from .train import OptimSettings, build_optimizer, lr_at, pick_dtype, set_lr, token_loss
+from .train import OptimSettings, build_optimizer, lr_at, make_scaler, optimizer_step, pick_dtype, token_loss
 
 
 @dataclass
@@ -91,6 +91,7 @@ class _Fitter:
         pool = TaskPool(c.data, [t for task in tasks for t in loo_tasks(task)])
         optim = OptimSettings(lr=c.lr, warmup=c.warmup, weight_decay=0.0, schedule="cosine")
         opt = build_optimizer(self.model, optim, self.device)
+        scaler = make_scaler(self.dtype)
         self.model.train()
         t0, losses, step = time.time(), [], 0
         for step in range(steps):
@@ -104,11 +105,8 @@ class _Fitter:
                 continue
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
                 loss = token_loss(self.model, batch, n_label)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-            set_lr(opt, c.lr * lr_at(step, optim, steps))
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            (scaler.scale(loss) if scaler else loss).backward()
+            optimizer_step(self.model, opt, scaler, 1.0, c.lr * lr_at(step, optim, steps))
             losses.append(float(loss.detach()))
         else:
             step = steps
