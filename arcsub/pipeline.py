@@ -207,26 +207,21 @@ def run_pipeline(
         "seconds": round(time.time() - t_start, 1),
         "score": None,
     }
-    if solutions is not None:
-        from .data import load_solutions
-        from .metrics import compute_metrics, score_submission
+    from .viz import render_html
 
-        truth = {t: g for t, g in load_solutions(solutions).items() if t in tasks}
+    report_tasks = tasks
+    if solutions is not None:
+        from .metrics import METRIC_KEYS, compute_metrics, score_submission
+
+        with_outputs = load_tasks(challenges, solutions)  # the report shows the truth beside the candidates
+        report_tasks = {t: with_outputs[t] for t in tasks}
+        truth = {t: [p.output for p in task.test] for t, task in report_tasks.items()}
         summary["score"] = score_submission(read_json(out / "submission.json"), truth)["score"]
         m = compute_metrics(predictions, truth)
-        summary["metrics"] = {
-            k: m[k]
-            for k in (
-                "accuracy",
-                "correct_pixels",
-                "correct_size",
-                "pass_n",
-                "vote_1",
-                "vote_2",
-                "unanswered",
-                "n",
-            )
-        }
+        summary["metrics"] = {k: m[k] for k in (*METRIC_KEYS, "n")}
+    summary["report"] = str(
+        render_html(report_tasks, predictions, out / "report.html", title=f"arcsub run {out.name}")
+    )
     write_json_atomic(out / "summary.json", summary, indent=2)
     return summary
 
@@ -272,6 +267,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         "time per stage: "
         + ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items())
         + f", total {summary['seconds']:.1f}s",
+        f"report: {summary['report']}",
     ]
     if summary.get("metrics"):
         lines += [format_metrics_table(summary["metrics"]), f"Kaggle score: {summary['score']:.4f}"]

@@ -43,6 +43,8 @@ def test_pipeline_ttft_predict_score_and_resume(model_dir, arc1_eval_files, tmp_
     assert summary["predicted"] == 2 and summary["score"] is not None
     assert summary["stage_seconds"]["ttft"] > 0 and summary["stage_seconds"]["predict"] > 0
     assert set(summary["metrics"]) >= {"accuracy", "correct_pixels", "correct_size", "pass_n", "vote_2"}
+    report = (out / "report.html").read_text()
+    assert all(t in report for t in ids)  # the HTML report shows every task
     manifest = json.loads((out / "adapters" / "manifest.json").read_text())
     assert set(manifest["tasks"]) == set(ids)
     preds = json.loads((out / "predictions.json").read_text())
