@@ -603,6 +603,27 @@ register(
 )
 
 
+def _add_generate(p: argparse.ArgumentParser) -> None:
+    from .generate import add_arguments
+
+    add_arguments(p)
+
+
+register(
+    Command(
+        "generate",
+        "sample new inputs for tasks and predict their outputs (Omni-ARC's input generation)",
+        _add_generate,
+        "arcsub.generate:run_cli",
+        "Sample -n new inputs per task from the 'input-from-inputs' prompt (all the task's inputs as context),\n"
+        "predict each new input's output with voting over --views, and count valid grids, new inputs and,\n"
+        "with --re-arc, inputs RE-ARC also generated (whose predicted output is checked against RE-ARC's).\n"
+        "Example: arcsub generate models/arcsub-small arc-agi_training_challenges.json --tasks 5 -n 16\n"
+        "         --re-arc ../shared/data/re-arc -o runs/generated.json",
+    )
+)
+
+
 if __name__ == "__main__":
     from arcsub.cli import main as _main  # the registry lives in arcsub.cli, not in __main__
 
