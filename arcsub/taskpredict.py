@@ -31,7 +31,16 @@ from tqdm.auto import tqdm
 
 from .augment import Augmentation
 from .config import load_config, settings_hash, to_dict
-from .data import ArcDataError, Task, grid_to_list, grids_equal, load_tasks, resolve_path, write_json_atomic
+from .data import (
+    ArcDataError,
+    Task,
+    grid_to_list,
+    grids_equal,
+    load_tasks,
+    pick_task_ids,
+    resolve_path,
+    write_json_atomic,
+)
 from .infer.base import Candidate, SamplingSettings, length_batches, safe_logprob
 from .infer.torch_engine import GridConstraint
 from .predict import Attempts, Predictions, score_run
@@ -393,11 +402,7 @@ def cli_main(args: argparse.Namespace) -> int:
     from .metrics import format_metrics_table
 
     cfg = load_config(TaskPredictConfig, args.config, list(args.overrides))
-    ids = None
-    if args.tasks:
-        ids = args.tasks.split(",")
-        if args.tasks.isdigit():
-            ids = list(load_tasks(resolve_path(args.challenges)))[: int(args.tasks)]
+    ids = pick_task_ids(args.tasks, list(load_tasks(resolve_path(args.challenges)))) if args.tasks else None
     s = run_task_predict(
         args.model,
         args.challenges,

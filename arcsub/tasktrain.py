@@ -48,13 +48,12 @@ from .train import (
     OptimSettings,
     _resume,
     _unwrap,
-    budget_spent,
     build_optimizer,
+    checkpoint_or_stop,
     lr_at,
     make_scaler,
     optimizer_step,
     pick_dtype,
-    save_checkpoint,
     setup_distributed,
     wrap_for_training,
 )
@@ -279,15 +278,9 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{rec['tokens_per_s'] / 1e3:.0f}k")
             window_tokens, window_t, window_step = 0, now, step
-        out_of_time = budget_spent(cfg.time_budget, t0, dist, device)
-        if dist.main and (step % cfg.save_every == 0 or out_of_time) and step < cfg.steps:
-            save_checkpoint(run, model, tok, "task", opt, step, cfg, scaler)
-        if out_of_time and step < cfg.steps:
-            if dist.main:
-                print(
-                    f"arcsub task-train: time budget spent at step {step}; re-run the same command to resume",
-                    flush=True,
-                )
+        if checkpoint_or_stop(
+            run, model, tok, "task", opt, step, cfg, scaler, dist, device, t0, "task-train"
+        ):
             break
     bar.close()
     if dist.main and step >= cfg.steps:

@@ -4,6 +4,7 @@ batches, mixed precision, gradient accumulation, exact resume, DDP under torchru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -366,6 +367,34 @@ def save_checkpoint(run: Path, model, tok, fmt: str, opt, step: int, cfg: TrainC
     shutil.rmtree(old, ignore_errors=True)
 
 
+def checkpoint_or_stop(
+    run: Path,
+    model,
+    tok,
+    fmt: str,
+    opt,
+    step: int,
+    cfg,
+    scaler,
+    dist: Dist,
+    device: torch.device,
+    t0: float,
+    command: str,
+) -> bool:
+    """After a step: save a checkpoint every cfg.save_every steps or when the time budget is spent;
+    returns True when the loop must stop (budget spent before the last step: rerun to resume)."""
+    out_of_time = budget_spent(cfg.time_budget, t0, dist, device)
+    if dist.main and (step % cfg.save_every == 0 or out_of_time) and step < cfg.steps:
+        save_checkpoint(run, model, tok, fmt, opt, step, cfg, scaler)
+    stop = out_of_time and step < cfg.steps
+    if stop and dist.main:
+        print(
+            f"arcsub {command}: time budget spent at step {step}; re-run the same command to resume",
+            flush=True,
+        )
+    return stop
+
+
 def _resume(run: Path, model, opt, scaler, device) -> int:
     """Load checkpoint/ into model and optimizer; returns the step to continue from (0 if none)."""
     ck = run / "checkpoint"
@@ -446,7 +475,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         loss_sum = 0.0
         for i, b in enumerate(micro):
             sync = i == ga - 1 or dist.world == 1
-            ctx = fwd.no_sync() if (dist.world > 1 and not sync) else _nullcontext()
+            ctx = fwd.no_sync() if (dist.world > 1 and not sync) else contextlib.nullcontext()
             with ctx, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 loss = token_loss(fwd, b, n_label)
             (scaler.scale(loss) if scaler else loss).backward()
@@ -471,15 +500,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             log.flush()
             bar.set_postfix(loss=f"{loss_sum:.4f}", tok_s=f"{tps / 1e3:.0f}k")
             window_tokens, window_t = 0, time.time()
-        out_of_time = budget_spent(cfg.time_budget, t0, dist, device)
-        if dist.main and (step % cfg.save_every == 0 or out_of_time) and step < cfg.steps:
-            save_checkpoint(run, model, tok, fmt, opt, step, cfg, scaler)
-        if out_of_time and step < cfg.steps:
-            if dist.main:
-                print(
-                    f"arcsub train: time budget spent at step {step}; re-run the same command to resume",
-                    flush=True,
-                )
+        if checkpoint_or_stop(run, model, tok, fmt, opt, step, cfg, scaler, dist, device, t0, "train"):
             break
     bar.close()
     if dist.main and step >= cfg.steps:
@@ -489,14 +510,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if dist.world > 1:
         torch.distributed.destroy_process_group()
     return run
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
 
 
 def _save_final(run: Path, model, tok, fmt: str, cfg: TrainConfig, n_params: int, seconds: float) -> None:
