@@ -544,6 +544,9 @@ def _add_dry_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solutions", default=None, help="solutions JSON (default: the challenges' sibling)")
     p.add_argument("--tasks", default="4", help="N (the N smallest tasks) or comma-separated task ids")
     p.add_argument(
+        "--first", action="store_true", help="with --tasks N: the first N tasks of the file, not the smallest"
+    )
+    p.add_argument(
         "-o", "--out", default=None, help="output folder (default: runs/dry-run__<model>__<data>__<n>)"
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -557,6 +560,7 @@ def _has_cuda() -> bool:
 
 
 def _run_dry_run(args: argparse.Namespace) -> int:
+    from .data import load_tasks, pick_task_ids
     from .pipeline import (
         default_model_dir,
         format_summary,
@@ -576,11 +580,10 @@ def _run_dry_run(args: argparse.Namespace) -> int:
     if solutions is None:
         sib = challenges.with_name(challenges.name.replace("_challenges", "_solutions"))
         solutions = str(sib) if sib.exists() and sib != challenges else None
-    ids = (
-        pick_dry_run_tasks(challenges, int(args.tasks))
-        if args.tasks.isdigit()
-        else [t for t in args.tasks.split(",") if t]
-    )
+    if args.first or not args.tasks.isdigit():
+        ids = pick_task_ids(args.tasks, list(load_tasks(challenges)))
+    else:
+        ids = pick_dry_run_tasks(challenges, int(args.tasks))
     model = Path(cfg.model or default_model_dir())
     data = challenges.stem.replace("arc-agi_", "").replace("_challenges", "")
     out = args.out or f"runs/dry-run__{model.name}__{challenges.parent.name}-{data}__{len(ids)}tasks"

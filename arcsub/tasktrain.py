@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import shutil
 import time
@@ -87,7 +88,8 @@ class TaskTrainConfig:
         "all"  # tasks: only the task-embedding table learns (test-time training)
     )
     dropout: float | None = None  # override the model's dropout
-    steps: int = 1000
+    steps: int = 1000  # with `seconds`: the most steps the fitted schedule may take
+    seconds: float = 0.0  # >0: fit the step count (and so the lr schedule) to this much training time
     rows: int = 4  # packed rows per device and micro-step
     seq_len: int = 8192  # tokens per packed row (a pair is at most 1863)
     grad_accum: int = 1
@@ -179,6 +181,22 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
 
+CALIBRATE = (10, 40)  # steps after a session's start: timed between the two, after compilation
+
+
+def fit_steps(cfg: TaskTrainConfig, step: int, sps: float, elapsed: float, dist, device) -> int:
+    """The step count that ends training after about cfg.seconds, from the measured seconds per step.
+
+    Called once, while the learning rate is still warming up (so no schedule point has been passed); under DDP
+    the ranks take the smallest count so that they stop together."""
+    steps = min(cfg.steps, step + max(1, int((cfg.seconds - elapsed) / max(sps, 1e-9))))
+    if dist.world > 1:
+        t = torch.tensor(steps, device=device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        steps = int(t)
+    return steps
+
+
 def _optimizer(model, o: TaskOptimSettings, device: torch.device) -> torch.optim.Optimizer:
     return build_muon(model, o) if o.name in ("muon", "normuon") else build_optimizer(model, o, device)
 
@@ -209,6 +227,13 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
     opt = _optimizer(model, cfg.optim, device)
     scaler = make_scaler(dtype)
     start = _resume(run, model, opt, scaler, device)
+    plan = run / "plan.json"  # the fitted step count of a `seconds` run, kept for resuming
+    total = json.loads(plan.read_text())["steps"] if plan.exists() else cfg.steps
+    calibrate = cfg.seconds > 0 and not plan.exists()
+    if calibrate and start + CALIBRATE[1] > cfg.optim.warmup:
+        raise ArcDataError(
+            f"config: seconds needs optim.warmup >= {CALIBRATE[1]} (the step count is fitted then)"
+        )
 
     fwd = wrap_for_training(model, dist, device, cfg.compile)
     ga = cfg.grad_accum
@@ -227,16 +252,17 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
     if dist.main:
         print(
             f"arcsub task-train: {run} | {cfg.mode} | {n_params / 1e6:.1f}M params, {len(index)} tasks | "
-            f"{device} {str(dtype).removeprefix('torch.')} {model.attn_backend} | steps {start}->{cfg.steps}",
+            f"{device} {str(dtype).removeprefix('torch.')} {model.attn_backend} | steps {start}->{total}"
+            + (f" (fitted to {cfg.seconds:.0f} s at step {start + CALIBRATE[1]})" if calibrate else ""),
             flush=True,
         )
     log = open(run / "log.jsonl", "a") if dist.main else None
     bar = tqdm(
-        total=cfg.steps, initial=start, disable=not (progress and dist.main), desc="task-train", unit="step"
+        total=total, initial=start, disable=not (progress and dist.main), desc="task-train", unit="step"
     )
     t0 = window_t = time.time()
     window_tokens, window_step, step, it = 0, start, start, iter(loader)
-    while step < cfg.steps:
+    while step < total:
         micro = [next(it) for _ in range(ga)]
         torch.manual_seed(step_seed(cfg.seed, step, dist.rank))  # dropout: resumable, on CPU and CUDA alike
         n_label = sum(b.n_label for b in micro)
@@ -257,11 +283,27 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
                 loss = next_token_loss(logits, b.labels) / max(1, n_label)
             (scaler.scale(loss) if scaler else loss).backward()
             loss_sum += loss.detach()
-        lr = cfg.optim.lr * lr_at(step, cfg.optim, cfg.steps)
+        lr = cfg.optim.lr * lr_at(step, cfg.optim, total)
         gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)
         step += 1
         bar.update(1)
-        if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
+        if calibrate and step in (start + CALIBRATE[0], start + CALIBRATE[1]):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            now = time.time()
+        if calibrate and step == start + CALIBRATE[0]:
+            t_cal = now
+        if calibrate and step == start + CALIBRATE[1]:
+            sps = (now - t_cal) / (CALIBRATE[1] - CALIBRATE[0])
+            total = fit_steps(cfg, step, sps, now - t0, dist, device)
+            calibrate, bar.total = False, total
+            if dist.main:
+                write_json_atomic(plan, {"steps": total, "seconds_per_step": sps}, indent=2)
+                print(
+                    f"arcsub task-train: {sps * 1e3:.0f} ms/step: {total} steps fit {cfg.seconds:.0f} s",
+                    flush=True,
+                )
+        if dist.main and (step % cfg.log_every == 0 or step == total):
             now = time.time()
             # timed over the last window only, so compilation in the first one does not skew the eta
             seconds_per_step = (now - window_t) / max(1, step - window_step)
@@ -272,22 +314,33 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
                 "grad_norm": float(gnorm),
                 "tokens_per_s": round(window_tokens * dist.world / max(now - window_t, 1e-9)),
                 "elapsed_s": round(now - t0, 2),
-                "eta_s": round((cfg.steps - step) * seconds_per_step),
+                "eta_s": round((total - step) * seconds_per_step),
             }
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{rec['tokens_per_s'] / 1e3:.0f}k")
             window_tokens, window_t, window_step = 0, now, step
         if checkpoint_or_stop(
-            run, model, tok, "task", opt, step, cfg, scaler, dist, device, t0, "task-train"
+            run,
+            model,
+            tok,
+            "task",
+            opt,
+            step,
+            dataclasses.replace(cfg, steps=total),
+            scaler,
+            dist,
+            device,
+            t0,
+            "task-train",
         ):
             break
     bar.close()
-    if dist.main and step >= cfg.steps:
+    if dist.main and step >= total:
         info = {
             "mode": cfg.mode,
             "base": cfg.model,
-            "steps": cfg.steps,
+            "steps": total,
             "params": n_params,
             "config": to_dict(cfg),
         }

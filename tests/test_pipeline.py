@@ -4,6 +4,7 @@ submission is on disk before any model work, the run improves and scores it, and
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,20 @@ def test_dry_run_cli(model_dir, arc1_eval_files, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["tasks"] == 1 and 0.0 <= out["score"] <= 1.0
     assert main(["dry-run", "--tasks", "1", "bogus=1"]) == 2
+    rc = main(
+        [
+            "dry-run",
+            "--tasks",
+            "2",
+            "--first",
+            "-o",
+            str(tmp_path / "f"),
+            "--json",
+            "ttft_enabled=false",
+            *CHEAP[3:],
+        ]
+    )
+    first_two = list(json.loads(Path(challenges).read_text()))[:2]
+    assert rc == 0 and sorted(json.loads((tmp_path / "f" / "submission.json").read_text())) == sorted(
+        first_two
+    )

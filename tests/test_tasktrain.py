@@ -192,3 +192,17 @@ def test_ttt_adds_task_rows_and_can_train_only_them(arc1_train, arc1_eval, tmp_p
     for n, p in m1.named_parameters():
         if n in body0:
             assert torch.equal(p, body0[n]), n
+
+
+def test_seconds_fit_the_step_count_and_a_resume_keeps_it(arc1_train, tmp_path):
+    ch, _ = write_subset(arc1_train, smallest(arc1_train, 3), tmp_path, "three")
+    common = [f"data.challenges=[{ch}]", "seq_len=512", "log_every=1", "optim.warmup=40", "steps=100000"]
+    cut = tiny_config(*common, "seconds=5", f"out_dir={tmp_path / 'r'}", "time_budget=3")
+    run = train(cut, progress=False)
+    plan = json.loads((run / "plan.json").read_text())
+    assert 40 < plan["steps"] < 100000  # fitted to 5 s from the timed steps, far below the maximum
+    assert not (run / "model").exists()  # stopped by time_budget first; the resume must keep the plan
+    train(tiny_config(*common, "seconds=5", f"out_dir={tmp_path / 'r'}"), progress=False)
+    assert json.loads((run / "model" / "arcsub.json").read_text())["steps"] == plan["steps"]
+    with pytest.raises(ArcDataError, match="warmup"):  # the count must be fixed before the schedule moves
+        train(tiny_config(*common, "seconds=5", "optim.warmup=5", f"out_dir={tmp_path / 's'}"))
