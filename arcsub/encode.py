@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -172,12 +171,6 @@ class Codec:
         if self.compact:
             return "".join(COMPACT_CHARS[i] for i in ids if 0 <= i < len(COMPACT_CHARS))
         return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-
-def load_tokenizer(path: str | Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
 # ---------------------------------------------------------------------------------------- prompt building

@@ -148,15 +148,27 @@ def check_tokenizer(tokenizer, path: str | Path, fmt: str) -> None:
         raise ArcDataError(f"{path}: tokenizer has no eos token")
 
 
+def has_compact_vocab(tokenizer_json: Path) -> bool:
+    """Whether a tokenizer.json holds arcsub's compact grid vocabulary (read without building a tokenizer)."""
+    from .encode import COMPACT_VOCAB
+
+    try:
+        vocab = json.loads(tokenizer_json.read_text())["model"]["vocab"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return vocab == dict(COMPACT_VOCAB)
+
+
 def load_tokenizer_and_format(path: str | Path, trust_remote_code: bool = False):
     """A model directory's tokenizer (bos/pad filled in where missing) and the prompt format it expects."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     p = Path(path)
+    # Our compact tokenizer loads through the generic class: AutoTokenizer would pick the architecture's own
+    # (Qwen2Tokenizer for a qwen2 config), whose byte-level pre-tokenizer drops the newline token.
+    loader = PreTrainedTokenizerFast if has_compact_vocab(p / "tokenizer.json") else AutoTokenizer
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(p), local_files_only=True, trust_remote_code=trust_remote_code
-        )
+        tokenizer = loader.from_pretrained(str(p), local_files_only=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise ArcDataError(f"{p}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
     if tokenizer.bos_token_id is None and tokenizer.eos_token_id is not None:

@@ -187,6 +187,18 @@ def test_shrink_vocab_round_trips_and_keeps_logits(tmp_path, tied):
     torch.testing.assert_close(cut, full[..., kept], rtol=1e-5, atol=1e-5)
 
 
+def test_qwen2_shaped_model_keeps_the_compact_tokenizer(tmp_path, monkeypatch):
+    """AutoTokenizer maps a qwen2 config to Qwen2Tokenizer, which loses the newline: load_model must not."""
+    from arcsub import models
+
+    shape = dict(models.PRESETS["qwen0.5b-shape"], hidden_size=64, intermediate_size=128, num_hidden_layers=2)
+    monkeypatch.setitem(models.PRESETS, "qwen-tiny", dict(shape, num_attention_heads=4))
+    model, tok = build_model("qwen-tiny")
+    models.save_model(model, tok, tmp_path / "m", {"format": "compact"})
+    _, again, fmt = load_model(tmp_path / "m")
+    assert fmt == "compact" and again("01\n23", add_special_tokens=False)["input_ids"] == [0, 1, 10, 2, 3]
+
+
 def test_shrunk_tokenizer_saves_and_reloads(tmp_path, qwen_dir):
     model, tok, fmt = load_model(qwen_dir)
     small, new_tok = shrink_vocab(model, tok, fmt)

@@ -182,6 +182,9 @@ class VllmEngine(Engine):
             gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_len,
             seed=seed,
+            # prompts go in and answers come out as token ids; and vLLM's AutoTokenizer would load our compact
+            # vocabulary with the architecture's own class (Qwen2Tokenizer drops the newline token)
+            skip_tokenizer_init=self.codec.compact,
         )
         if enable_lora:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
