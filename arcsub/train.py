@@ -470,17 +470,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     step = start
     model.train()
     while step < cfg.steps:
-        micro = [next(it).to(device) for _ in range(ga)]
-        n_label = sum(int((b.labels[:, 1:] != -100).sum()) for b in micro)
-        loss_sum = 0.0
+        micro = [next(it) for _ in range(ga)]
+        n_label = sum(int((b.labels[:, 1:] != -100).sum()) for b in micro)  # counted on the CPU: no GPU sync
+        window_tokens += sum(b.useful_tokens for b in micro)
+        micro = [b.to(device) for b in micro]
+        loss_sum = torch.zeros((), device=device)  # read back only when logging: no GPU sync per step
         for i, b in enumerate(micro):
             sync = i == ga - 1 or dist.world == 1
             ctx = fwd.no_sync() if (dist.world > 1 and not sync) else contextlib.nullcontext()
             with ctx, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 loss = token_loss(fwd, b, n_label)
             (scaler.scale(loss) if scaler else loss).backward()
-            loss_sum += float(loss.detach())
-            window_tokens += b.useful_tokens
+            loss_sum += loss.detach()
         lr = cfg.optim.lr * lr_at(step, cfg.optim, cfg.steps)
         gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)
         step += 1
@@ -490,7 +491,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             tps = window_tokens * dist.world / max(dt, 1e-9)
             rec = {
                 "step": step,
-                "loss": round(loss_sum, 5),
+                "loss": round(float(loss_sum), 5),
                 "lr": lr,
                 "grad_norm": float(gnorm),
                 "tokens_per_s": round(tps),
@@ -498,7 +499,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             }
             log.write(json.dumps(rec) + "\n")
             log.flush()
-            bar.set_postfix(loss=f"{loss_sum:.4f}", tok_s=f"{tps / 1e3:.0f}k")
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{tps / 1e3:.0f}k")
             window_tokens, window_t = 0, time.time()
         if checkpoint_or_stop(run, model, tok, fmt, opt, step, cfg, scaler, dist, device, t0, "train"):
             break
