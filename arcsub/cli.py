@@ -550,6 +550,13 @@ def _add_dry_run(p: argparse.ArgumentParser) -> None:
         "-o", "--out", default=None, help="output folder (default: runs/dry-run__<model>__<data>__<n>)"
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--pipeline",
+        choices=["in-context", "task"],
+        default="in-context",
+        help="in-context: the embedded model + per-task TTFT (default); task: train a task-embedding model on "
+        "the tasks' demonstrations, then predict (docs/task-model.md)",
+    )
     add_config_arguments(p)
 
 
@@ -560,21 +567,21 @@ def _has_cuda() -> bool:
 
 
 def _run_dry_run(args: argparse.Namespace) -> int:
-    from .data import load_tasks, pick_task_ids
-    from .pipeline import (
-        default_model_dir,
-        format_summary,
-        json_summary,
-        load_pipeline_config,
-        pick_dry_run_tasks,
-        run_pipeline,
-    )
+    import importlib
 
+    from .data import load_tasks, pick_task_ids
+    from .pipeline import default_model_dir, format_summary, json_summary, pick_dry_run_tasks
+
+    module, cpu_config = {
+        "in-context": ("arcsub.pipeline", "dry-run-cpu.yaml"),
+        "task": ("arcsub.taskpipeline", "task-dry-run-cpu.yaml"),
+    }[args.pipeline]
+    pipeline = importlib.import_module(module)
     config = args.config
     if config is None and not _has_cuda():
-        config = str(Path(__file__).resolve().parent.parent / "configs" / "dry-run-cpu.yaml")
+        config = str(Path(__file__).resolve().parent.parent / "configs" / cpu_config)
         print(f"no GPU: using {config} (small budgets)", file=sys.stderr)
-    cfg = load_pipeline_config(config, args.overrides)
+    cfg = pipeline.load_pipeline_config(config, args.overrides)
     challenges = Path(args.challenges)
     solutions = args.solutions
     if solutions is None:
@@ -587,7 +594,7 @@ def _run_dry_run(args: argparse.Namespace) -> int:
     model = Path(cfg.model or default_model_dir())
     data = challenges.stem.replace("arc-agi_", "").replace("_challenges", "")
     out = args.out or f"runs/dry-run__{model.name}__{challenges.parent.name}-{data}__{len(ids)}tasks"
-    summary = run_pipeline(challenges, out, cfg, solutions, ids)
+    summary = pipeline.run_pipeline(challenges, out, cfg, solutions, ids)
     print(json_summary(summary) if args.json else format_summary(summary))
     return EXIT_OK
 
@@ -595,7 +602,7 @@ def _run_dry_run(args: argparse.Namespace) -> int:
 register(
     Command(
         "dry-run",
-        "run the Kaggle path locally (TTFT + predict + vote) on a few tasks and score it",
+        "run the Kaggle path locally (train or TTFT, predict, vote) on a few tasks and score it",
         _add_dry_run,
         _run_dry_run,
         "The competition path on this machine: baseline submission first, then test-time fine-tuning and\n"

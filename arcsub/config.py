@@ -88,6 +88,24 @@ def from_dict(cls: type[T], d: dict[str, Any], prefix: str = "") -> T:
     return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in d.items()})
 
 
+def merge_mapping(cfg: T, raw: dict[str, Any], prefix: str = "") -> T:
+    """`cfg` with a (nested) mapping's values set on top: a sub-config keeps every default the mapping leaves
+    out, including defaults its parent gave it (a default_factory that differs from the class defaults)."""
+    hints = _hints(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ArcDataError(f"config: unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
+    changes = {}
+    for k, v in raw.items():
+        sub = getattr(cfg, k)
+        if isinstance(v, dict) and dataclasses.is_dataclass(sub) and not isinstance(sub, type):
+            changes[k] = merge_mapping(sub, v, f"{prefix}{k}.")
+        else:
+            changes[k] = _coerce(v, hints[k], prefix + k)
+    return dataclasses.replace(cfg, **changes)
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
@@ -130,7 +148,7 @@ def load_config(
         if not isinstance(raw, dict):
             raise ArcDataError(f"{p}: a config file must be a mapping of keys to values")
         try:
-            cfg = from_dict(cls, raw)
+            cfg = merge_mapping(cfg, raw)
         except ArcDataError as e:
             raise ArcDataError(f"{p}: {e}") from None
     for item in overrides:

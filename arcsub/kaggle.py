@@ -809,16 +809,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         log.info("mode %s (%s)", mode, why)
         summary["mode"] = mode
 
-        model_dir, adapters, ds_config = _resolve_model(args.model, paths, env)
         gpus = detect_gpus()
         log.info("GPUs: %s", gpus.describe())
         run_pipeline, load_cfg = load_pipeline(_env("ARCSUB_PIPELINE", env))
-        config = args.config or _env("ARCSUB_CONFIG", env) or ds_config
+        config = args.config or _env("ARCSUB_CONFIG", env)
         overrides = [*shlex.split(_env("ARCSUB_OVERRIDES", env, "")), *args.overrides]
-        cfg = apply_runtime(load_cfg(config, overrides), gpus)
-        cfg = set_field(cfg, "model", str(model_dir))
-        if adapters is not None:  # a trained LoRA that TTFT starts from
-            cfg = set_field(cfg, "ttft.adapter", str(adapters))
+        cfg = load_cfg(config, overrides)
+        if _trains_from_scratch(cfg) and not (args.model or _env("ARCSUB_MODEL_DIR", env)):
+            log.info("model: preset %r trained from scratch in this run (no model dataset needed)", cfg.model)
+        else:
+            model_dir, adapters, ds_config = _resolve_model(args.model, paths, env)
+            if config is None and ds_config is not None:
+                cfg = load_cfg(ds_config, overrides)
+            cfg = set_field(cfg, "model", str(model_dir))
+            if adapters is not None:  # a trained LoRA that TTFT starts from
+                cfg = set_field(cfg, "ttft.adapter", str(adapters))
+        cfg = apply_runtime(cfg, gpus)
         workers = getattr(cfg, "workers", 0) or max(1, gpus.count)
 
         # 3. run under the budget
@@ -881,6 +887,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if error is not None and _env("ARCSUB_KAGGLE_STRICT", env) == "1":
         raise error
     return summary
+
+
+def _trains_from_scratch(cfg: Any) -> bool:
+    """The task-model pipeline with a preset as its model trains from scratch: it needs no model dataset."""
+    from .taskmodel import PRESETS
+    from .taskpipeline import TaskPipelineConfig
+
+    return isinstance(cfg, TaskPipelineConfig) and cfg.model in PRESETS
 
 
 def _resolve_model(

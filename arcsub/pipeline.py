@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import load_config
 from .data import ArcDataError, Task, load_tasks, read_json, repo_root, write_json_atomic
 from .submission import build_submission, write_submission
 
@@ -55,26 +56,8 @@ class PipelineConfig:
 
 
 def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> PipelineConfig:
-    """load_config with the typed sub-configs (PipelineConfig's `Any` fields hold TTFTConfig / PredictConfig)."""
-    from .config import apply_override, from_dict
-    from .predict import PredictConfig
-    from .ttft import TTFTConfig
-
-    raw: dict[str, Any] = {}
-    if path is not None:
-        import yaml
-
-        p = Path(path)
-        if not p.exists():
-            raise ArcDataError(f"{p}: config file not found")
-        raw = yaml.safe_load(p.read_text()) or {}
-    sub = {"ttft": TTFTConfig, "predict": PredictConfig}
-    kwargs = {k: (from_dict(sub[k], v, f"{k}.") if k in sub else v) for k, v in raw.items()}
-    cfg = from_dict(PipelineConfig, {k: v for k, v in kwargs.items() if k not in sub})
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in kwargs.items() if k in sub})
-    for item in overrides:
-        cfg = apply_override(cfg, item)
-    return cfg
+    """Defaults, then a YAML/JSON file, then key=value overrides (the Kaggle notebook calls this by name)."""
+    return load_config(PipelineConfig, path, overrides)
 
 
 def _gpu_count() -> int:
@@ -156,6 +139,15 @@ def merge_attempts(out: Path, tasks: dict[str, Task]) -> dict:
     return attempts
 
 
+def select_tasks(challenges: str | Path, task_ids: list[str] | None) -> dict[str, Task]:
+    """The run's tasks: all of the challenges file, or the given ids (each must exist), in that order."""
+    tasks = load_tasks(challenges)
+    missing = [t for t in task_ids or [] if t not in tasks]
+    if missing:
+        raise ArcDataError(f"{challenges}: task {missing[0]}: not found")
+    return tasks if task_ids is None else {t: tasks[t] for t in task_ids}
+
+
 def run_pipeline(
     challenges: str | Path,
     out_dir: str | Path,
@@ -167,12 +159,7 @@ def run_pipeline(
     t_start = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = load_tasks(challenges)
-    if task_ids is not None:
-        missing = [t for t in task_ids if t not in tasks]
-        if missing:
-            raise ArcDataError(f"{challenges}: task {missing[0]}: not found")
-        tasks = {t: tasks[t] for t in task_ids}
+    tasks = select_tasks(challenges, task_ids)
     merge_attempts(
         out, tasks
     )  # baseline (or what an earlier, interrupted run finished) before any model work
@@ -190,10 +177,6 @@ def run_pipeline(
     else:
         _run_workers(shards, str(challenges), str(out), cfg, deadline, tasks)
     attempts = merge_attempts(out, tasks)
-    predictions: dict[str, Any] = {}
-    for f in sorted(out.glob("predictions.*.json")):
-        predictions.update(read_json(f))
-    write_json_atomic(out / "predictions.json", predictions)
     times = {"ttft": 0.0, "predict": 0.0}
     for f in out.glob("times.*.json"):
         for k, v in read_json(f).items():
@@ -204,9 +187,25 @@ def run_pipeline(
         "predicted": len(attempts),
         "workers": n_workers,
         "stage_seconds": {k: round(v, 1) for k, v in times.items()},
-        "seconds": round(time.time() - t_start, 1),
-        "score": None,
     }
+    return finish_run(out, tasks, challenges, solutions, summary, t_start)
+
+
+def finish_run(
+    out: Path,
+    tasks: dict[str, Task],
+    challenges: str | Path,
+    solutions: str | Path | None,
+    summary: dict[str, Any],
+    t_start: float,
+) -> dict[str, Any]:
+    """The end of a competition run (either pipeline): merge the workers' predictions.*.json into
+    predictions.json, score submission.json when solutions are given, render report.html, write summary.json."""
+    predictions: dict[str, Any] = {}
+    for f in sorted(out.glob("predictions.*.json")):
+        predictions.update(read_json(f))
+    write_json_atomic(out / "predictions.json", predictions)
+    summary.update(seconds=round(time.time() - t_start, 1), score=None)
     from .viz import render_html
 
     report_tasks = tasks

@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 os.environ.setdefault("ARCSUB_COMPETITION", "{{competition}}")
+os.environ.setdefault("ARCSUB_PIPELINE", "{{pipeline}}")
 if os.environ.get("ARCSUB_SKIP_INSTALL") != "1":
     root = os.environ.get("ARCSUB_KAGGLE_INPUT") or os.path.join(
         os.environ.get("ARCSUB_KAGGLE_ROOT", "/kaggle"), "input"

@@ -278,9 +278,15 @@ def test_kernel_variants(tmp_path, competition, shape, capsys, no_kaggle_creds):
         capsys,
     )
     assert rc == 0 and text.strip().endswith("unchanged")
+    assert '"arcsub.pipeline:run_pipeline"' in code[0]  # the in-context pipeline unless asked otherwise
+    task = build_kernel.build(tmp_path / "t", competition=competition, user="carol", pipeline="task")
+    assert '"arcsub.taskpipeline:run_pipeline"' in "".join(read_json(task["notebook"])["cells"][1]["source"])
 
 
 def test_install_cell_skippable_and_clear(tmp_path, monkeypatch, no_kaggle_creds):
+    for var in ("ARCSUB_COMPETITION", "ARCSUB_PIPELINE"):  # the cell sets them: restore them afterwards
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     res = build_kernel.build(tmp_path / "k", competition="arc-prize-2024", user="carol")
     cell = "".join(read_json(res["notebook"])["cells"][1]["source"])
     calls = []

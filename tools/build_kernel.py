@@ -131,6 +131,11 @@ def kernel_metadata(
     return meta
 
 
+# the notebook's pipeline (ARCSUB_PIPELINE): the in-context model with per-task TTFT, or a task-embedding model
+# trained at run time on the hidden tasks' demonstrations (docs/task-model.md)
+PIPELINES = {"in-context": "arcsub.pipeline:run_pipeline", "task": "arcsub.taskpipeline:run_pipeline"}
+
+
 def build(
     out: Path,
     *,
@@ -143,6 +148,7 @@ def build(
     extras: str = "",
     source: Path = SOURCE,
     machine_shape: str | None = "default",
+    pipeline: str = "in-context",
 ) -> dict[str, Any]:
     if competition not in COMPETITIONS:
         raise ToolError(f"--competition {competition!r}: known {', '.join(COMPETITIONS)}")
@@ -164,7 +170,10 @@ def build(
         raise ToolError(f"--extras {extras!r}: comma-separated extra names")
     if not source.is_file():
         raise ToolError(f"{source}: notebook source not found")
+    if pipeline not in PIPELINES:
+        raise ToolError(f"--pipeline {pipeline!r}: known {', '.join(PIPELINES)}")
     values = {
+        "pipeline": PIPELINES[pipeline],
         "competition": competition,
         "wheels_dataset": datasets[0],
         "model_dataset": datasets[1],
@@ -212,6 +221,13 @@ def main(argv: Sequence[str]) -> int:
         help="Kaggle accelerator (default: NvidiaTeslaT4 for 2024, Kaggle's default GPU for 2025)",
     )
     p.add_argument("--source", type=Path, default=SOURCE, help="notebook source (default %(default)s)")
+    p.add_argument(
+        "--pipeline",
+        default="in-context",
+        choices=sorted(PIPELINES),
+        help="in-context: the model dataset's model + per-task TTFT (default); task: train a task-embedding "
+        "model on the hidden tasks' demonstrations in the notebook",
+    )
     args = p.parse_args(argv)
     shape = None if args.machine_shape in ("", "none") else args.machine_shape
     res = build(
@@ -225,6 +241,7 @@ def main(argv: Sequence[str]) -> int:
         extras=args.extras,
         source=args.source,
         machine_shape=shape,
+        pipeline=args.pipeline,
     )
     m = res["metadata"]
     print(

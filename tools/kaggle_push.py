@@ -130,6 +130,12 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--config", type=Path, help="pipeline config (YAML) shipped with the model")
     p.add_argument("--extras", default="", help="arcsub extras bundled and installed (e.g. vllm)")
     p.add_argument(
+        "--pipeline",
+        default="in-context",
+        choices=sorted(build_kernel.PIPELINES),
+        help="the notebook's pipeline (tools/build_kernel.py --pipeline)",
+    )
+    p.add_argument(
         "--wheel-arg",
         action="append",
         default=[],
@@ -188,6 +194,8 @@ def main(argv: Sequence[str]) -> int:
                 user,
                 "--extras",
                 args.extras,
+                "--pipeline",
+                args.pipeline,
             ],
         ),
     ]

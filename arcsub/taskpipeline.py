@@ -1,0 +1,206 @@
+"""The competition path with the task-embedding model (docs/task-model.md), beside arcsub.pipeline's in-context
+path: a baseline submission at once; then one task model trained on the demonstrations of every test task
+together (from scratch with training tasks and RE-ARC: mdlARC's transductive recipe, or continuing a pretrained
+task model); then prediction chunk by chunk, each chunk improving submission.json. Training gets a share of
+the time budget and fits its schedule to it (`task-train seconds=`); it runs on every GPU through torchrun.
+
+Kaggle: `ARCSUB_PIPELINE=arcsub.taskpipeline:run_pipeline`. Locally: `arcsub dry-run --pipeline task`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import load_config, to_dict
+from .data import ArcDataError, Task, read_json, resolve_path, write_json_atomic
+from .pipeline import _gpu_count, _hide, finish_run, merge_attempts, select_tasks
+from .taskdata import TaskDataSettings
+from .taskmodel import PRESETS
+from .taskpredict import TaskPredictConfig
+from .tasktrain import TaskTrainConfig
+
+log = logging.getLogger(__name__)
+
+RUN = "task-model"  # the training run's folder inside the output folder
+
+
+def _train_defaults() -> TaskTrainConfig:
+    """configs/task-transductive.yaml's recipe, in code so that an installed wheel has it too."""
+    return TaskTrainConfig(
+        data=TaskDataSettings(
+            challenges=["data:arc-agi-1/arc-agi_training_challenges.json"], re_arc="data:re-arc"
+        ),
+        steps=16000,
+        compile=True,
+        workers=4,
+        save_every=1000,
+        log_every=50,
+    )
+
+
+@dataclass
+class TaskPipelineConfig:
+    """One competition run with a task model. `train.mode/model/name/out_dir` and `data.ttt_challenges` are set
+    by the pipeline; `train.seconds` by the budget when there is one."""
+
+    model: str = "base"  # a preset: train from scratch (transductive); a task-model dir: continue it (ttt)
+    train: TaskTrainConfig = field(default_factory=_train_defaults)
+    predict: TaskPredictConfig = field(default_factory=TaskPredictConfig)
+    time_budget: float = 0.0  # seconds for the whole run; 0 = train for train.seconds (or train.steps)
+    train_share: float = 0.7  # of the time left after start-up, the part training gets; prediction the rest
+    gpus: int = 0  # GPUs to train on (torchrun when more than one); 0 = every visible GPU
+    chunk: int = 50  # tasks per prediction chunk (submission.json improves after each)
+
+
+def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskPipelineConfig:
+    """Defaults, then a YAML/JSON file, then key=value overrides (the Kaggle notebook calls this by name)."""
+    return load_config(TaskPipelineConfig, path, overrides)
+
+
+def train_config(cfg: TaskPipelineConfig, test_file: Path, out: Path, seconds: float) -> TaskTrainConfig:
+    """The task-train config of this run: test tasks' demonstrations in, training sources that are missing
+    here (a Kaggle machine without the training data) left out with a warning, the schedule fitted to
+    `seconds` when it is > 0."""
+    from_scratch = cfg.model in PRESETS
+    d = cfg.train.data
+    challenges = [c for c in d.challenges if _exists(c)]
+    re_arc = d.re_arc if d.re_arc and _exists(d.re_arc) else None
+    for missing in [c for c in d.challenges if c not in challenges] + (
+        [d.re_arc] if d.re_arc and not re_arc else []
+    ):
+        log.warning("training source %s not found: left out", missing)
+    data = dataclasses.replace(d, challenges=challenges, re_arc=re_arc, ttt_challenges=[str(test_file)])
+    tc = dataclasses.replace(
+        cfg.train,
+        mode="transductive" if from_scratch else "ttt",
+        model=cfg.model,
+        data=data,
+        out_dir=str(out),
+        name=RUN,
+    )
+    if not _gpu_count():
+        tc = dataclasses.replace(tc, compile=False)  # compiling on a CPU costs more than it saves
+    if seconds > 0:
+        # the step count is fitted at step 40, inside the warmup; time_budget is the hard stop behind it
+        tc = dataclasses.replace(
+            tc,
+            seconds=seconds,
+            steps=max(tc.steps, 10**7),
+            time_budget=seconds * 1.2 + 120,
+            optim=dataclasses.replace(tc.optim, warmup=max(tc.optim.warmup, 40)),
+        )
+    return tc
+
+
+def _exists(path: str) -> bool:
+    try:
+        return resolve_path(path).exists()
+    except ArcDataError:
+        return False
+
+
+def train_task_model(tc: TaskTrainConfig, gpus: int) -> Path:
+    """Run (or resume, or skip when finished) the training; returns a loadable task-model directory: the
+    final model, or the last checkpoint of a run that the budget stopped early."""
+    from .tasktrain import train
+
+    out = Path(tc.out_dir)
+    if gpus > 1:
+        cfg_file = write_json_atomic(out / "task-train.json", to_dict(tc), indent=2)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
+        cmd += ["-m", "arcsub.cli", "task-train", "--config", str(cfg_file), "--quiet"]
+        log.info("training on %d GPUs: %s", gpus, " ".join(cmd))
+        rc = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=sys.stderr).returncode
+        if rc:
+            log.warning("task-train exited with code %d", rc)
+    else:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the caller's (e.g. dry-run --json)
+            train(tc, progress=False)
+    run = out / RUN
+    if (run / "model" / "config.json").exists():
+        return run / "model"
+    ck = run / "checkpoint"
+    if (ck / "config.json").exists() and (run / "task_index.json").exists():
+        shutil.copy(run / "task_index.json", ck / "task_index.json")
+        log.warning("training stopped early: predicting with its last checkpoint")
+        return ck
+    raise ArcDataError(f"{run}: training left no model and no checkpoint")
+
+
+def predict_in_chunks(
+    model_dir: Path, tasks: dict[str, Task], cfg: TaskPipelineConfig, out: Path, deadline: float
+) -> dict[str, Any]:
+    """Predict the tasks not yet in attempts.0.json, chunk by chunk; submission.json is rewritten after each."""
+    from .taskmodel import load_task_model
+    from .taskpredict import _device, predict_tasks
+    from .train import pick_dtype
+
+    attempts_file, preds_file = out / "attempts.0.json", out / "predictions.0.json"
+    attempts = read_json(attempts_file) if attempts_file.exists() else {}
+    predictions = read_json(preds_file) if preds_file.exists() else {}
+    todo = [t for t in tasks if t not in attempts]
+    device = _device(cfg.predict)
+    model, index = load_task_model(model_dir, device, pick_dtype(cfg.predict.dtype, device))
+    stats: dict[str, Any] = {}
+    for start in range(0, len(todo), cfg.chunk):
+        if time.time() > deadline:
+            log.warning("time budget spent: %d task(s) keep baseline attempts", len(todo) - start)
+            break
+        chunk = {t: tasks[t] for t in todo[start : start + cfg.chunk]}
+        preds, att = predict_tasks(model, index, chunk, cfg.predict, progress=False, stats=stats)
+        predictions.update(preds)
+        attempts.update(att)
+        write_json_atomic(preds_file, predictions)
+        write_json_atomic(attempts_file, attempts)
+        merge_attempts(out, tasks)
+        log.info("predicted %d/%d tasks", len(attempts), len(tasks))
+    return attempts
+
+
+def run_pipeline(
+    challenges: str | Path,
+    out_dir: str | Path,
+    cfg: TaskPipelineConfig,
+    solutions: str | Path | None = None,
+    task_ids: list[str] | None = None,
+) -> dict[str, Any]:
+    """Write out_dir/submission.json at once (baseline attempts), train, then improve it; returns a summary."""
+    t_start = time.time()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = select_tasks(challenges, task_ids)
+    merge_attempts(
+        out, tasks
+    )  # baseline (or what an earlier, interrupted run finished) before any model work
+    # the test tasks as training sees them: demonstrations and test inputs, never a test output
+    test_file = write_json_atomic(
+        out / "test_challenges.json", {t: _hide(x).to_json() for t, x in tasks.items()}
+    )
+    deadline = t_start + cfg.time_budget if cfg.time_budget else float("inf")
+    seconds = cfg.time_budget * cfg.train_share - (time.time() - t_start) if cfg.time_budget else 0.0
+    if cfg.time_budget and seconds < 10:
+        raise ArcDataError(f"time_budget={cfg.time_budget:g}: too little time to train a task model")
+    gpus = cfg.gpus or max(1, _gpu_count())
+    t0 = time.time()
+    model_dir = train_task_model(train_config(cfg, test_file, out, seconds), gpus)
+    t_train = time.time() - t0
+    attempts = predict_in_chunks(model_dir, tasks, cfg, out, deadline)
+    summary: dict[str, Any] = {
+        "submission": str(out / "submission.json"),
+        "tasks": len(tasks),
+        "predicted": len(attempts),
+        "workers": gpus,
+        "model": str(model_dir),
+        "stage_seconds": {"train": round(t_train, 1), "predict": round(time.time() - t0 - t_train, 1)},
+    }
+    return finish_run(out, tasks, challenges, solutions, summary, t_start)

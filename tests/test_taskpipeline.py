@@ -1,0 +1,82 @@
+"""The task-model competition path: baseline first, training on the tasks' demonstrations only, prediction,
+a score; resume, a budget-stopped run predicting from its checkpoint, and the Kaggle entry point without a
+model dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_kaggle import CHALLENGES_FILE, _eval_challenges, kaggle_env  # noqa: F401  (fixture)
+from test_taskmodel import one_thread  # noqa: F401  (the fixture applies here too)
+
+from arcsub import kaggle
+from arcsub.cli import main
+from arcsub.data import load_tasks, read_json
+from arcsub.pipeline import pick_dry_run_tasks
+from arcsub.submission import load_submission
+from arcsub.taskpipeline import load_pipeline_config, run_pipeline
+
+CPU = Path(__file__).resolve().parent.parent / "configs" / "task-dry-run-cpu.yaml"
+FAST = ["train.seconds=0", "train.steps=40", "train.seq_len=512", "predict.views=2"]
+
+
+def test_dry_run_trains_on_demonstrations_only_and_scores(arc1_eval_files, tmp_path, capsys):
+    challenges, _ = arc1_eval_files
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "dry-run",
+            "--pipeline",
+            "task",
+            "--tasks",
+            "2",
+            "-o",
+            str(out),
+            "--config",
+            str(CPU),
+            "--json",
+            *FAST,
+        ]
+    )
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    ids = pick_dry_run_tasks(challenges, 2)
+    assert summary["tasks"] == summary["predicted"] == 2 and 0.0 <= summary["score"] <= 1.0
+    assert set(summary["stage_seconds"]) == {"train", "predict"}
+    assert summary["model"].endswith("task-model/model")
+    seen = read_json(out / "test_challenges.json")  # what training read of the test tasks
+    assert sorted(seen) == sorted(ids)
+    assert all("output" not in p for t in seen.values() for p in t["test"])
+    assert read_json(out / "task-model" / "config.json")["data"]["ttt_challenges"] == [
+        str(out / "test_challenges.json")
+    ]
+    all_tasks = load_tasks(challenges)
+    load_submission(out / "submission.json", {t: all_tasks[t] for t in ids})  # valid for the run's tasks
+    before = (out / "submission.json").read_text()
+    cfg = load_pipeline_config(CPU, FAST)
+    again = run_pipeline(
+        challenges, out, cfg, task_ids=ids
+    )  # finished: nothing is trained or predicted again
+    assert again["predicted"] == 2 and (out / "submission.json").read_text() == before
+
+
+def test_a_budget_stopped_training_predicts_from_its_checkpoint(arc1_eval_files, tmp_path):
+    challenges, _ = arc1_eval_files
+    cfg = load_pipeline_config(CPU, [*FAST, "train.time_budget=0.000001"])
+    summary = run_pipeline(challenges, tmp_path / "run", cfg, task_ids=pick_dry_run_tasks(challenges, 1))
+    assert summary["model"].endswith("task-model/checkpoint") and summary["predicted"] == 1
+
+
+def test_kaggle_notebook_runs_the_task_pipeline_without_a_model_dataset(kaggle_env, arc1_eval, monkeypatch):  # noqa: F811
+    ids = sorted(arc1_eval)[:2]
+    path = _eval_challenges(kaggle_env, "arc-prize-2024", ids, arc1_eval)
+    monkeypatch.setenv("ARCSUB_PIPELINE", "arcsub.taskpipeline:run_pipeline")
+    monkeypatch.setenv("ARCSUB_CONFIG", str(CPU))
+    monkeypatch.setenv("ARCSUB_TIME_LIMIT", "40")  # ~25 s of training fitted to the budget, then prediction
+    summary = kaggle.main(["predict.views=2", "train.seq_len=512"])
+    assert "error" not in summary and summary["predicted"] == 2
+    plan = read_json(kaggle_env / "working" / "task-model" / "plan.json")
+    assert plan["steps"] > 40  # the schedule was fitted to the budget's training share
+    load_submission(kaggle_env / "working" / "submission.json", load_tasks(path))
+    assert CHALLENGES_FILE == path.name
