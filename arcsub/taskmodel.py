@@ -175,6 +175,10 @@ class KVCache:
         self.v[layer, :, :, self.length : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only these batch rows (finished rows of a decoding batch stop costing memory and compute)."""
+        self.k, self.v, self.valid = self.k[:, rows], self.v[:, rows], self.valid[rows]
+
 
 def _padded_causal_mask(valid: torch.Tensor, q_start: int) -> torch.Tensor:
     """(batch, 1, q, k) bool: causal over valid keys, and each query always sees itself.

@@ -42,7 +42,7 @@ from .data import (
     write_json_atomic,
 )
 from .infer.base import Candidate, SamplingSettings, length_batches, safe_logprob
-from .infer.torch_engine import GridConstraint
+from .infer.torch_engine import SYNC_EVERY, GridConstraint, decoding_sdpa_backends
 from .predict import Attempts, Predictions, score_run
 from .select import NEEDS_SCORER, Scorer, select
 from .taskdata import (
@@ -93,6 +93,8 @@ class TaskPredictConfig:
 
 
 # ------------------------------------------------------------------------------------------- decoding
+
+COMPACT_AT = 1 / 8  # drop finished rows from a decoding batch once this share of its live rows is done
 
 
 @torch.no_grad()
@@ -147,13 +149,18 @@ def _decode_batch(
     view = torch.as_tensor(views, device=dev)
     n, max_new = len(prompts), params.max_new_tokens
     cache = model.new_cache(n, ids.shape[1] + max_new)
-    logits = model(ids, task, view, attention_mask=mask, cache=cache).logits[:, -1]
+    with decoding_sdpa_backends(dev):
+        logits = model(ids, task, view, attention_mask=mask, cache=cache).logits[:, -1]
     grammar = GridConstraint(model.config.vocab_size, range(10), NL, EOS, dev) if params.constrained else None
     state = grammar.start(n) if grammar else None
+    # full-size results; the live tensors (logits, tok, done, task, view, state, cache) hold the rows still
+    # decoding, `slot` maps them to their result rows
     out = torch.full((n, max_new + 1), PAD, dtype=torch.long, device=dev)
     out[:, 0] = SEP
     logprob = torch.zeros(n, device=dev)
     n_tokens = torch.zeros(n, dtype=torch.long, device=dev)
+    finished = torch.zeros(n, dtype=torch.bool, device=dev)
+    slot = torch.arange(n, device=dev)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     for t in range(max_new):
         logp = logits.float().log_softmax(-1)
@@ -163,17 +170,28 @@ def _decode_batch(
         else:
             tok = allowed.argmax(-1)
         tok = torch.where(done, EOS, tok)
-        logprob += torch.where(done, 0.0, logp.gather(1, tok[:, None])[:, 0])
-        n_tokens += (~done).long()
-        out[:, t + 1] = tok
+        logprob[slot] += torch.where(done, 0.0, logp.gather(1, tok[:, None])[:, 0])
+        n_tokens[slot] += (~done).long()
+        out[slot, t + 1] = tok
         if grammar:
             state = grammar.advance(state, tok)
-        done |= tok == EOS
-        if t == max_new - 1 or (t % 8 == 7 and bool(done.all())):
+        done = done | (tok == EOS)
+        finished[slot] = done
+        if t == max_new - 1:
             break
-        pos = grid_positions(out[:, : t + 2])[:, -1:]
-        logits = model(tok[:, None], task, view, grid_pos=pos, cache=cache).logits[:, -1]
-    toks, lens, fin, lps = out[:, 1:].tolist(), n_tokens.tolist(), done.tolist(), logprob.tolist()
+        if t % SYNC_EVERY == SYNC_EVERY - 1:  # the only host sync: lets the CPU queue steps ahead of the GPU
+            n_done = int(done.sum())
+            if n_done == len(done):
+                break
+            if n_done >= max(1, int(len(done) * COMPACT_AT)):  # drop finished rows from the batch
+                keep = (~done).nonzero()[:, 0]
+                cache.select(keep)
+                slot, tok, done, task, view = (x[keep] for x in (slot, tok, done, task, view))
+                state = state.select(keep) if state is not None else None
+        pos = grid_positions(out[slot, : t + 2])[:, -1:]
+        with decoding_sdpa_backends(dev):
+            logits = model(tok[:, None], task, view, grid_pos=pos, cache=cache).logits[:, -1]
+    toks, lens, fin, lps = out[:, 1:].tolist(), n_tokens.tolist(), finished.tolist(), logprob.tolist()
     return [Candidate(toks[i][: lens[i] - fin[i]], lps[i], lens[i], fin[i]) for i in range(n)]
 
 

@@ -26,7 +26,7 @@ import torch
 from arcsub.data import dataset_files, load_tasks
 from arcsub.encode import COMPACT_VOCAB, FORMATS, Codec
 from arcsub.infer.base import SamplingSettings
-from arcsub.infer.torch_engine import TorchEngine, _sdpa_backends, pick_dtype
+from arcsub.infer.torch_engine import TorchEngine, decoding_sdpa_backends, pick_dtype
 from arcsub.models import build_model, load_model
 from arcsub.predict import PredictConfig, prompt_jobs
 
@@ -100,7 +100,7 @@ def hf_generate_run(model, codec: Codec, prompts: list[list[int]], max_new: int,
             )
             outs.append(gen[0, len(p) :].tolist())
 
-    with torch.inference_mode(), _sdpa_backends(device):  # same attention kernels as the engine: a fair race
+    with torch.inference_mode(), decoding_sdpa_backends(device):  # same attention kernels as the engine: a fair race
         _, secs, peak = timed(device, run)
     tokens = sum(len(o) for o in outs)
     return {

@@ -19,6 +19,10 @@ def _load(path: Path):
     name = path.stem
     if name.startswith("train-"):
         return load_config(TrainConfig, path)
+    if name == "task-dry-run-cpu":
+        from arcsub.taskpipeline import load_pipeline_config as load_task_pipeline_config
+
+        return load_task_pipeline_config(path, [])
     if name == "task-predict":
         return load_config(TaskPredictConfig, path)
     if name.startswith("task-"):

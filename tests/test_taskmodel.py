@@ -160,6 +160,31 @@ def test_kv_cache_decoding_equals_full_recomputation():
             assert s == pytest.approx(lp, abs=1e-3)
 
 
+def test_dropping_finished_rows_changes_no_answer(monkeypatch):
+    """Rows that finish early leave the decoding batch (KV cache included); the answers of every row, early or
+    late, are those of a batch that keeps all rows to the end."""
+    from arcsub import taskpredict
+    from arcsub.taskmodel import KVCache
+
+    model = tiny(num_tasks=4, seed=4)
+    with torch.no_grad():
+        model.lm_head.weight[EOS] *= 4.0  # some rows end early, others run on
+    grids = [INP, OUT, np.arange(12).reshape(3, 4) % 10, np.eye(4, dtype=int) * 3, np.ones((2, 5), int) * 7]
+    prompts = [encode_pair(g) for g in grids] * 2
+    rows, views = [0, 1, 2, 3, 1, 2, 3, 0, 1, 2], [0, 1, 2, 3, 4, 5, 6, 7, 0, 1]
+    params = SamplingSettings(max_new_tokens=40)
+    calls = []
+    select = KVCache.select
+    monkeypatch.setattr(KVCache, "select", lambda self, r: (calls.append(len(r)), select(self, r)))
+    compacted = _decode_batch(model, prompts, rows, views, params, torch.Generator())
+    monkeypatch.setattr(taskpredict, "COMPACT_AT", 2.0)  # never compact
+    full = _decode_batch(model, prompts, rows, views, params, torch.Generator())
+    assert calls and len({c.n_tokens for c in full}) > 1  # rows did leave, at different lengths
+    for a, b in zip(compacted, full, strict=True):
+        assert (a.tokens, a.n_tokens, a.finished) == (b.tokens, b.n_tokens, b.finished)
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+
+
 def test_constrained_decoding_writes_grids_only():
     """Even a random model sampled hot writes only well-formed grids (or runs out of tokens)."""
     model = tiny(num_tasks=1, seed=2)
