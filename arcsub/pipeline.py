@@ -139,13 +139,20 @@ def merge_attempts(out: Path, tasks: dict[str, Task]) -> dict:
     return attempts
 
 
-def select_tasks(challenges: str | Path, task_ids: list[str] | None) -> dict[str, Task]:
-    """The run's tasks: all of the challenges file, or the given ids (each must exist), in that order."""
+def start_run(
+    challenges: str | Path, out_dir: str | Path, task_ids: list[str] | None
+) -> tuple[Path, dict[str, Task]]:
+    """The output folder and the run's tasks (all of the file, or the given ids in that order), with the
+    baseline submission (or what an earlier, interrupted run finished) written before any model work."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     tasks = load_tasks(challenges)
     missing = [t for t in task_ids or [] if t not in tasks]
     if missing:
         raise ArcDataError(f"{challenges}: task {missing[0]}: not found")
-    return tasks if task_ids is None else {t: tasks[t] for t in task_ids}
+    tasks = tasks if task_ids is None else {t: tasks[t] for t in task_ids}
+    merge_attempts(out, tasks)
+    return out, tasks
 
 
 def run_pipeline(
@@ -157,12 +164,7 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Write out_dir/submission.json at once (baseline attempts), then improve it; returns a summary."""
     t_start = time.time()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tasks = select_tasks(challenges, task_ids)
-    merge_attempts(
-        out, tasks
-    )  # baseline (or what an earlier, interrupted run finished) before any model work
+    out, tasks = start_run(challenges, out_dir, task_ids)
     model = cfg.model or str(default_model_dir())
     from .models import check_model_dir
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from .config import load_config, to_dict
 from .data import ArcDataError, Task, read_json, resolve_path, write_json_atomic
-from .pipeline import _gpu_count, _hide, finish_run, merge_attempts, select_tasks
+from .pipeline import _gpu_count, _hide, finish_run, merge_attempts, start_run
 from .taskdata import TaskDataSettings
 from .taskmodel import PRESETS
 from .taskpredict import TaskPredictConfig
@@ -176,12 +176,7 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Write out_dir/submission.json at once (baseline attempts), train, then improve it; returns a summary."""
     t_start = time.time()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tasks = select_tasks(challenges, task_ids)
-    merge_attempts(
-        out, tasks
-    )  # baseline (or what an earlier, interrupted run finished) before any model work
+    out, tasks = start_run(challenges, out_dir, task_ids)
     # the test tasks as training sees them: demonstrations and test inputs, never a test output
     test_file = write_json_atomic(
         out / "test_challenges.json", {t: _hide(x).to_json() for t, x in tasks.items()}
