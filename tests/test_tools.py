@@ -493,6 +493,21 @@ def test_notebook_dry_run_offline_with_the_real_pipeline(tmp_path, arc1_eval_fil
 
 @pytest.mark.slow
 @needs_notebook
+def test_notebook_dry_run_of_the_task_pipeline_trains_from_scratch(tmp_path, arc1_eval_files):
+    """PIPELINE=task: the notebook trains a task model on the hidden tasks' demonstrations (no model dataset
+    needed), fitted to the budget's training share, and predicts them."""
+    cpu = Path(__file__).resolve().parent.parent / "configs" / "task-dry-run-cpu.yaml"
+    args = ["--pipeline", "task", "--config", str(cpu), "--tasks", "2", "--time-limit", "50"]
+    proc, report = _dry_run([*args, "--overrides", "train.seq_len=512 predict.views=2"], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert report["valid"] and report["predicted"] == 2 and report["error"] is None
+    assert "trained from scratch in this run" in proc.stdout
+    plan = read_json(tmp_path / "dry" / "kaggle" / "working" / "task-model" / "plan.json")
+    assert plan["steps"] > 40
+
+
+@pytest.mark.slow
+@needs_notebook
 def test_notebook_killed_after_baseline_leaves_a_valid_submission(tmp_path, arc1_eval_files):
     mods = tmp_path / "mods"
     mods.mkdir()

@@ -3,6 +3,7 @@
     python tools/kaggle_dry_run.py [--competition arc-prize-2024] [--tasks 2] [--time-limit 900]
                                    [--model DIR] [--out out/kaggle/dry-run] [--network off|on]
                                    [--skip-install] [--kill-after-baseline [SECONDS]] [--overrides "k=v ..."]
+                                   [--pipeline in-context|task] [--config PIPELINE.yaml]
 
 It builds, under --out:
 
@@ -114,7 +115,12 @@ def default_model(out: Path) -> tuple[Path, str]:
 
 
 def build_tree(
-    out: Path, competition: str, n_tasks: int, model: Path | None, install: bool
+    out: Path,
+    competition: str,
+    n_tasks: int,
+    model: Path | None,
+    install: bool,
+    pipeline: str = "in-context",
 ) -> dict[str, Any]:
     challenges, solutions = dataset_files("arc-agi-1", "evaluation")
     if not challenges.is_file() or not solutions.is_file():
@@ -151,7 +157,12 @@ def build_tree(
             skip=[],
             download=False,
         )
-    kernel = build_kernel.build(out / "kernel", competition=competition, user=USER)
+    kernel = build_kernel.build(
+        out / "kernel",
+        competition=competition,
+        user=USER,
+        pipeline=pipeline if pipeline in build_kernel.PIPELINES else "in-context",
+    )
     (root / "working").mkdir(parents=True, exist_ok=True)
     return {
         "root": root,
@@ -243,7 +254,13 @@ def main(argv: Sequence[str]) -> int:
         "--skip-install", action="store_true", help="skip the pip cell (use this checkout's arcsub)"
     )
     p.add_argument("--overrides", default="", help="pipeline config overrides, space-separated key=value")
-    p.add_argument("--pipeline", help="module:function replacing arcsub.pipeline:run_pipeline (tests)")
+    p.add_argument(
+        "--pipeline",
+        default="in-context",
+        help="the notebook's pipeline: in-context, task (tools/build_kernel.py --pipeline), or a module:function "
+        "replacing it (tests)",
+    )
+    p.add_argument("--config", type=Path, help="pipeline config file for the notebook (ARCSUB_CONFIG)")
     p.add_argument(
         "--pythonpath", action="append", default=[], help="folder added to the kernel's PYTHONPATH"
     )
@@ -273,7 +290,7 @@ def main(argv: Sequence[str]) -> int:
         if __import__("importlib").util.find_spec(mod) is None:
             raise ToolError(f"{mod} is not installed: .venv/bin/pip install 'arcsub[kaggle]'")
     out = args.out.resolve()
-    tree = build_tree(out, args.competition, args.tasks, args.model, not args.skip_install)
+    tree = build_tree(out, args.competition, args.tasks, args.model, not args.skip_install, args.pipeline)
     working = tree["root"] / "working"
     print(
         f"{PROG}: fake tree {rel(tree['root'])}: {len(tree['ids'])} task(s) {', '.join(tree['ids'])}; "
@@ -301,8 +318,10 @@ def main(argv: Sequence[str]) -> int:
         pypath.insert(0, str(site))
     if pypath:
         env["PYTHONPATH"] = os.pathsep.join([*pypath, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    if args.pipeline:
+    if args.pipeline not in build_kernel.PIPELINES:
         env["ARCSUB_PIPELINE"] = args.pipeline
+    if args.config:
+        env["ARCSUB_CONFIG"] = str(args.config.resolve())
     if args.overrides:
         env["ARCSUB_OVERRIDES"] = args.overrides
 
