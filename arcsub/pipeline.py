@@ -177,7 +177,7 @@ def run_pipeline(
     if n_workers == 1:
         _run_shard(0, shards[0], str(challenges), str(out), cfg, deadline)
     else:
-        _run_workers(shards, str(challenges), str(out), cfg, deadline, tasks)
+        run_workers(_run_shard, shards, (str(challenges), str(out), cfg, deadline), out, tasks)
     attempts = merge_attempts(out, tasks)
     times = {"ttft": 0.0, "predict": 0.0}
     for f in out.glob("times.*.json"):
@@ -227,20 +227,18 @@ def finish_run(
     return summary
 
 
-def _run_workers(shards, challenges, out, cfg, deadline, tasks) -> None:
-    """One process per GPU; the parent merges finished chunks into submission.json while they run."""
+def run_workers(target, shards: list[list[str]], args: tuple, out: Path, tasks: dict[str, Task]) -> None:
+    """One process per GPU, `target(rank, shard, *args)`, each saving attempts.<rank>.json as it goes; the
+    parent merges them into submission.json while they run."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(target=_run_shard, args=(r, s, challenges, out, cfg, deadline))
-        for r, s in enumerate(shards)
-    ]
+    procs = [ctx.Process(target=target, args=(r, s, *args)) for r, s in enumerate(shards)]
     for p in procs:
         p.start()
     while any(p.is_alive() for p in procs):
         time.sleep(10)
-        merge_attempts(Path(out), tasks)
+        merge_attempts(out, tasks)
     for p in procs:
         p.join()
         if p.exitcode:

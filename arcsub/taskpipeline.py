@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_config, to_dict
-from .data import ArcDataError, Task, read_json, resolve_path, write_json_atomic
-from .pipeline import _gpu_count, _hide, finish_run, merge_attempts, start_run
+from .data import ArcDataError, load_tasks, read_json, resolve_path, write_json_atomic
+from .pipeline import _gpu_count, _hide, finish_run, merge_attempts, run_workers, start_run
 from .taskdata import TaskDataSettings
 from .taskmodel import PRESETS
 from .taskpredict import TaskPredictConfig
@@ -137,34 +137,48 @@ def train_task_model(tc: TaskTrainConfig, gpus: int) -> Path:
     raise ArcDataError(f"{run}: training left no model and no checkpoint")
 
 
-def predict_in_chunks(
-    model_dir: Path, tasks: dict[str, Task], cfg: TaskPipelineConfig, out: Path, deadline: float
-) -> dict[str, Any]:
-    """Predict the tasks not yet in attempts.0.json, chunk by chunk; submission.json is rewritten after each."""
+def predict_shard(
+    rank: int,
+    ids: list[str],
+    model_dir: str,
+    test_file: str,
+    out: str,
+    cfg: TaskPipelineConfig,
+    deadline: float,
+) -> None:
+    """One worker (GPU `rank`): predict its tasks not yet in attempts.<rank>.json chunk by chunk, saving
+    attempts and predictions after each chunk (the caller merges them into submission.json)."""
+    import torch
+
     from .taskmodel import load_task_model
     from .taskpredict import _device, predict_tasks
     from .train import pick_dtype
 
-    attempts_file, preds_file = out / "attempts.0.json", out / "predictions.0.json"
+    if _gpu_count() > 1:
+        torch.cuda.set_device(rank)
+    tasks = load_tasks(test_file)
+    out_p = Path(out)
+    attempts_file, preds_file = out_p / f"attempts.{rank}.json", out_p / f"predictions.{rank}.json"
     attempts = read_json(attempts_file) if attempts_file.exists() else {}
     predictions = read_json(preds_file) if preds_file.exists() else {}
-    todo = [t for t in tasks if t not in attempts]
+    todo = [t for t in ids if t not in attempts]
+    if not todo:
+        return
     device = _device(cfg.predict)
     model, index = load_task_model(model_dir, device, pick_dtype(cfg.predict.dtype, device))
-    stats: dict[str, Any] = {}
     for start in range(0, len(todo), cfg.chunk):
         if time.time() > deadline:
-            log.warning("time budget spent: %d task(s) keep baseline attempts", len(todo) - start)
+            log.warning(
+                "worker %d: time budget spent, %d task(s) keep baseline attempts", rank, len(todo) - start
+            )
             break
         chunk = {t: tasks[t] for t in todo[start : start + cfg.chunk]}
-        preds, att = predict_tasks(model, index, chunk, cfg.predict, progress=False, stats=stats)
+        preds, att = predict_tasks(model, index, chunk, cfg.predict, progress=False)
         predictions.update(preds)
         attempts.update(att)
         write_json_atomic(preds_file, predictions)
         write_json_atomic(attempts_file, attempts)
-        merge_attempts(out, tasks)
-        log.info("predicted %d/%d tasks", len(attempts), len(tasks))
-    return attempts
+        log.info("worker %d: predicted %d/%d tasks", rank, len(attempts), len(ids))
 
 
 def run_pipeline(
@@ -189,12 +203,19 @@ def run_pipeline(
     t0 = time.time()
     model_dir = train_task_model(train_config(cfg, test_file, out, seconds), gpus)
     t_train = time.time() - t0
-    attempts = predict_in_chunks(model_dir, tasks, cfg, out, deadline)
+    ids = list(tasks)
+    shards = [ids[r::gpus] for r in range(min(gpus, len(ids)))]
+    args = (str(model_dir), str(test_file), str(out), cfg, deadline)
+    if len(shards) == 1:
+        predict_shard(0, shards[0], *args)
+    else:
+        run_workers(predict_shard, shards, args, out, tasks)
+    attempts = merge_attempts(out, tasks)
     summary: dict[str, Any] = {
         "submission": str(out / "submission.json"),
         "tasks": len(tasks),
         "predicted": len(attempts),
-        "workers": gpus,
+        "workers": len(shards),
         "model": str(model_dir),
         "stage_seconds": {"train": round(t_train, 1), "predict": round(time.time() - t0 - t_train, 1)},
     }

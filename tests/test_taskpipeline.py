@@ -80,3 +80,15 @@ def test_kaggle_notebook_runs_the_task_pipeline_without_a_model_dataset(kaggle_e
     assert plan["steps"] > 40  # the schedule was fitted to the budget's training share
     load_submission(kaggle_env / "working" / "submission.json", load_tasks(path))
     assert CHALLENGES_FILE == path.name
+
+
+def test_two_workers_train_through_torchrun_and_share_the_prediction(arc1_eval_files, tmp_path):
+    """gpus=2 on a CPU: DDP training over two gloo processes, then one prediction worker per shard."""
+    challenges, _ = arc1_eval_files
+    ids = pick_dry_run_tasks(challenges, 2)
+    cfg = load_pipeline_config(CPU, [*FAST, "gpus=2"])
+    summary = run_pipeline(challenges, tmp_path / "run", cfg, task_ids=ids)
+    assert summary["workers"] == 2 and summary["predicted"] == 2
+    assert summary["model"].endswith("task-model/model")
+    for rank, task in enumerate(ids):  # round-robin shards, each saved by its worker
+        assert list(read_json(tmp_path / "run" / f"attempts.{rank}.json")) == [task]
