@@ -100,7 +100,10 @@ def hf_generate_run(model, codec: Codec, prompts: list[list[int]], max_new: int,
             )
             outs.append(gen[0, len(p) :].tolist())
 
-    with torch.inference_mode(), decoding_sdpa_backends(device):  # same attention kernels as the engine: a fair race
+    with (
+        torch.inference_mode(),
+        decoding_sdpa_backends(device),
+    ):  # same attention kernels as the engine: a fair race
         _, secs, peak = timed(device, run)
     tokens = sum(len(o) for o in outs)
     return {
