@@ -431,6 +431,42 @@ register(
 )
 
 
+def _add_plot(p: argparse.ArgumentParser) -> None:
+    p.add_argument("logs", nargs="+", help="JSONL training logs (runs/<run>/log.jsonl)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.png")
+    p.add_argument("--x", default="step", help="x key (default %(default)s; e.g. elapsed_s)")
+    p.add_argument("--y", default="loss", help="y key (default %(default)s; e.g. tokens_per_s, lr)")
+    p.add_argument(
+        "--label", action="append", help="a curve's name, once per log (default: each log's run folder)"
+    )
+    p.add_argument("--log-y", action="store_true", help="logarithmic y axis")
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from .viz import render_curves_png
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"plot: {out}: output must end in .png")
+    for log_file in args.logs:
+        if not Path(log_file).is_file():
+            raise ArcDataError(f"{log_file}: file not found")
+    render_curves_png(args.logs, out, args.x, args.y, args.label, args.log_y)
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+register(
+    Command(
+        "plot",
+        "draw training curves (loss, tokens/s, ...) of JSONL logs as a PNG",
+        _add_plot,
+        _run_plot,
+        "Example: arcsub plot runs/a/log.jsonl runs/b/log.jsonl --label a --label b --log-y -o loss.png",
+    )
+)
+
+
 # ---------------------------------------------------------------- train / ttft / predict / dry-run
 
 

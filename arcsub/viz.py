@@ -370,3 +370,107 @@ def render_html(
         )
     out.append("</body></html>\n")
     return write_bytes_atomic(path, "\n".join(out).encode("utf-8"))
+
+
+# ------------------------------------------------------------------------------------------ curves
+
+CURVE_COLOURS = ("#0074D9", "#FF4136", "#2ECC40", "#FF851B", "#F012BE", "#870C25", "#AAAAAA", "#111111")
+
+
+def _ticks(lo: float, hi: float, log: bool, n: int = 5) -> list[float]:
+    if log:
+        return [10.0**e for e in range(int(np.floor(lo)), int(np.ceil(hi)) + 1) if lo <= e <= hi] or [
+            10.0**lo
+        ]
+    return list(np.linspace(lo, hi, n))
+
+
+def curves_image(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    x_label: str,
+    y_label: str,
+    log_y: bool = False,
+    size: tuple[int, int] = (720, 420),
+) -> Image.Image:
+    """Line chart of named (xs, ys) series, e.g. training loss against steps of several runs."""
+    if not series or not any(len(xs) for xs, _ in series.values()):
+        raise ArcDataError("plot: nothing to draw (no points)")
+    w, h = size
+    left, right, top, bottom = 70, 20, 20, 50
+    tr = (lambda v: np.log10(max(v, 1e-12))) if log_y else float
+    xs_all = [float(x) for xs, _ in series.values() for x in xs]
+    ys_all = [tr(y) for _, ys in series.values() for y in ys]
+    x0, x1 = min(xs_all), max(xs_all) or 1.0
+    y0, y1 = min(ys_all), max(ys_all)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+    img = Image.new("RGB", size, "white")
+    d, font = ImageDraw.Draw(img), _font(12)
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return (
+            left + (x - x0) / (x1 - x0) * (w - left - right),
+            h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom),
+        )
+
+    d.rectangle([left, top, w - right, h - bottom], outline="#444444")
+    for x in _ticks(x0, x1, False):
+        d.text(
+            (px(x, y0)[0] - 12, h - bottom + 4),
+            f"{x:.0f}" if x1 - x0 > 20 else f"{x:.3g}",
+            fill="#444444",
+            font=font,
+        )
+    for y in _ticks(y0, y1, log_y):
+        yy = px(x0, tr(y) if log_y else y)[1]
+        d.line([left, yy, w - right, yy], fill="#E5E5E5")
+        d.text((4, yy - 6), f"{y:.3g}", fill="#444444", font=font)
+    d.text(((w - left) // 2, h - 20), x_label, fill="black", font=font)
+    d.text((4, 2), y_label + (" (log)" if log_y else ""), fill="black", font=font)
+    for i, (name, (xs, ys)) in enumerate(series.items()):
+        colour = CURVE_COLOURS[i % len(CURVE_COLOURS)]
+        pts = [px(float(x), tr(y)) for x, y in zip(xs, ys, strict=True)]
+        if len(pts) > 1:
+            d.line(pts, fill=colour, width=2)
+        elif pts:
+            d.ellipse([pts[0][0] - 2, pts[0][1] - 2, pts[0][0] + 2, pts[0][1] + 2], fill=colour)
+        lx, ly = w - right - 270, top + 8 + 16 * i
+        d.line([lx, ly + 7, lx + 18, ly + 7], fill=colour, width=2)
+        d.text((lx + 24, ly), name, fill=colour, font=font)
+    return img
+
+
+def read_log_series(path: str | Path, x: str, y: str) -> tuple[list[float], list[float]]:
+    """(xs, ys) of two keys of a JSONL training log (arcsub train / task-train `log.jsonl`)."""
+    import json
+
+    xs, ys = [], []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise ArcDataError(f"{path}: line {n}: not JSON") from None
+        if x in rec and y in rec:
+            xs.append(float(rec[x]))
+            ys.append(float(rec[y]))
+    if not xs:
+        raise ArcDataError(f"{path}: no record has both {x!r} and {y!r}")
+    return xs, ys
+
+
+def render_curves_png(
+    logs: Sequence[str | Path],
+    out: str | Path,
+    x: str = "step",
+    y: str = "loss",
+    labels: Sequence[str] | None = None,
+    log_y: bool = False,
+) -> Path:
+    names = list(labels) if labels else [Path(p).parent.name or Path(p).stem for p in logs]
+    if len(names) != len(logs):
+        raise ArcDataError(f"plot: {len(names)} label(s) for {len(logs)} log(s)")
+    series = {name: read_log_series(p, x, y) for name, p in zip(names, logs, strict=True)}
+    buf = io.BytesIO()
+    curves_image(series, x, y, log_y).save(buf, format="PNG")
+    return write_bytes_atomic(out, buf.getvalue())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,3 +137,31 @@ def test_show_command_png_and_html(arc1_eval, tmp, run_cli):
     assert all(t in html for t in ids) and " x'" in html
     res = run_cli("show", c, "--task", ids[0], "-o", tmp / "plain.png")  # no solutions, no predictions
     assert res.rc == 0 and (tmp / "plain.png").stat().st_size > 0
+
+
+def test_plot_draws_training_curves_of_real_logs(run_cli, tmp_path):
+    logs = Path(__file__).resolve().parent.parent / "docs" / "experiments"
+    a, b = logs / "task_transductive_1gpu_log.jsonl", logs / "task_transductive_4gpu_log.jsonl"
+    res = run_cli("plot", a, b, "--label", "one", "--label", "four", "--log-y", "-o", tmp_path / "c.png")
+    assert res.rc == 0, res.err
+    img = np.asarray(Image.open(tmp_path / "c.png").convert("RGB"))
+    assert img.shape == (420, 720, 3)
+    for colour in ("#0074D9", "#FF4136"):  # one line per log, in its colour
+        rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+        assert (img == rgb).all(-1).sum() > 200
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--label", "only-one"], "2 log(s)"),
+        (["--y", "nope"], "no record has both"),
+        (["-o", "x.jpg"], "must end in .png"),
+    ],
+)
+def test_plot_bad_input_is_one_line(run_cli, tmp_path, args, message):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.0}\n')
+    out = ["-o", str(tmp_path / "c.png")] if "-o" not in args else []
+    res = run_cli("plot", log, log, *args, *out)
+    assert res.rc == 2 and len(res.err_lines) == 1 and message in res.err
