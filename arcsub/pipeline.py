@@ -60,7 +60,7 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> Pipel
     return load_config(PipelineConfig, path, overrides)
 
 
-def _gpu_count() -> int:
+def gpu_count() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -73,7 +73,7 @@ def _run_shard(
     from .predict import open_engine, predict
     from .ttft import _Fitter, run_ttft
 
-    if _gpu_count() > 1:
+    if gpu_count() > 1:
         import torch
 
         torch.cuda.set_device(rank)
@@ -92,7 +92,7 @@ def _run_shard(
     fitter = _Fitter(model, cfg.ttft, _device(rank)) if cfg.ttft_enabled else None
     engine, _, _ = open_engine(model, cfg.predict, use_adapters=cfg.ttft_enabled)
     for start in range(0, len(todo), cfg.chunk):
-        chunk = {t: _hide(tasks[t]) for t in todo[start : start + cfg.chunk]}
+        chunk = {t: hide_test_outputs(tasks[t]) for t in todo[start : start + cfg.chunk]}
         left = deadline - time.time()
         if left <= 0:
             log.warning(
@@ -121,10 +121,10 @@ def _run_shard(
 
 
 def _device(rank: int) -> str:
-    return f"cuda:{rank}" if _gpu_count() else "cpu"
+    return f"cuda:{rank}" if gpu_count() else "cpu"
 
 
-def _hide(task: Task) -> Task:
+def hide_test_outputs(task: Task) -> Task:
     """The task as a competitor sees it: test outputs removed (they must never reach TTFT or the model)."""
     return Task(task.id, task.train, [dataclasses.replace(p, output=None) for p in task.test], task.meta)
 
@@ -171,7 +171,7 @@ def run_pipeline(
     check_model_dir(model)
     deadline = t_start + cfg.time_budget if cfg.time_budget else float("inf")
     ids = list(tasks)
-    n_workers = cfg.workers or max(1, _gpu_count())
+    n_workers = cfg.workers or max(1, gpu_count())
     n_workers = min(n_workers, len(ids))
     shards = [ids[r::n_workers] for r in range(n_workers)]
     if n_workers == 1:

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 from .config import load_config, to_dict
 from .data import ArcDataError, load_tasks, read_json, resolve_path, write_json_atomic
-from .pipeline import _gpu_count, _hide, finish_run, merge_attempts, run_workers, start_run
+from .pipeline import finish_run, gpu_count, hide_test_outputs, merge_attempts, run_workers, start_run
 from .taskdata import TaskDataSettings
 from .taskmodel import PRESETS
 from .taskpredict import TaskPredictConfig
@@ -88,7 +89,7 @@ def train_config(cfg: TaskPipelineConfig, test_file: Path, out: Path, seconds: f
         out_dir=str(out),
         name=RUN,
     )
-    if not _gpu_count():
+    if not gpu_count():
         tc = dataclasses.replace(tc, compile=False)  # compiling on a CPU costs more than it saves
     if seconds > 0:
         # the step count is fitted at step 40, inside the warmup; time_budget is the hard stop behind it
@@ -109,6 +110,15 @@ def _exists(path: str) -> bool:
         return False
 
 
+def _stderr_fd() -> int | None:
+    """Our stderr's file descriptor for a child's output (the caller's stdout stays clean); None where stderr
+    has none (then the child inherits stdout)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def train_task_model(tc: TaskTrainConfig, gpus: int) -> Path:
     """Run (or resume, or skip when finished) the training; returns a loadable task-model directory: the
     final model, or the last checkpoint of a run that the budget stopped early."""
@@ -120,7 +130,14 @@ def train_task_model(tc: TaskTrainConfig, gpus: int) -> Path:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
         cmd += ["-m", "arcsub.cli", "task-train", "--config", str(cfg_file), "--quiet"]
         log.info("training on %d GPUs: %s", gpus, " ".join(cmd))
-        rc = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=sys.stderr).returncode
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(cmd, env=env, stdout=_stderr_fd(), start_new_session=True)
+        limit = tc.time_budget * 1.5 + 300 if tc.time_budget else None  # a hung rank must not eat the run
+        try:
+            rc = proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its ranks
+            rc = proc.wait()
         if rc:
             log.warning("task-train exited with code %d", rc)
     else:
@@ -154,7 +171,7 @@ def predict_shard(
     from .taskpredict import _device, predict_tasks
     from .train import pick_dtype
 
-    if _gpu_count() > 1:
+    if gpu_count() > 1:
         torch.cuda.set_device(rank)
     tasks = load_tasks(test_file)
     out_p = Path(out)
@@ -193,13 +210,13 @@ def run_pipeline(
     out, tasks = start_run(challenges, out_dir, task_ids)
     # the test tasks as training sees them: demonstrations and test inputs, never a test output
     test_file = write_json_atomic(
-        out / "test_challenges.json", {t: _hide(x).to_json() for t, x in tasks.items()}
+        out / "test_challenges.json", {t: hide_test_outputs(x).to_json() for t, x in tasks.items()}
     )
     deadline = t_start + cfg.time_budget if cfg.time_budget else float("inf")
     seconds = cfg.time_budget * cfg.train_share - (time.time() - t_start) if cfg.time_budget else 0.0
     if cfg.time_budget and seconds < 10:
         raise ArcDataError(f"time_budget={cfg.time_budget:g}: too little time to train a task model")
-    gpus = cfg.gpus or max(1, _gpu_count())
+    gpus = cfg.gpus or max(1, gpu_count())
     t0 = time.time()
     model_dir = train_task_model(train_config(cfg, test_file, out, seconds), gpus)
     t_train = time.time() - t0

@@ -86,7 +86,7 @@ def test_two_workers_train_through_torchrun_and_share_the_prediction(arc1_eval_f
     """gpus=2 on a CPU: DDP training over two gloo processes, then one prediction worker per shard."""
     challenges, _ = arc1_eval_files
     ids = pick_dry_run_tasks(challenges, 2)
-    cfg = load_pipeline_config(CPU, [*FAST, "gpus=2"])
+    cfg = load_pipeline_config(CPU, [*FAST, "gpus=2", "train.time_budget=60"])  # bounds the torchrun wait
     summary = run_pipeline(challenges, tmp_path / "run", cfg, task_ids=ids)
     assert summary["workers"] == 2 and summary["predicted"] == 2
     assert summary["model"].endswith("task-model/model")
