@@ -56,6 +56,7 @@ from .train import (
     optimizer_step,
     pick_dtype,
     setup_distributed,
+    teardown_distributed,
     wrap_for_training,
 )
 
@@ -349,8 +350,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
         print(f"arcsub task-train: saved {run / 'model'}", flush=True)
     if log:
         log.close()
-    if dist.world > 1:
-        torch.distributed.destroy_process_group()
+    teardown_distributed(dist)
     return run
 
 

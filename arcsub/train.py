@@ -186,6 +186,14 @@ def setup_distributed() -> Dist:
     return Dist(dist.get_rank(), world, local)
 
 
+def teardown_distributed(dist: Dist) -> None:
+    """Wait for every rank (rank 0 may still be saving the model), then leave the process group: a rank that
+    left early made gloo's teardown hang on the slower one."""
+    if dist.world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def make_scaler(dtype: torch.dtype) -> torch.amp.GradScaler | None:
     """Loss scaling for fp16 (T4 has no bf16); None for bf16 and fp32."""
     return torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
@@ -508,8 +516,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         _save_final(run, model, tok, fmt, cfg, n_params, time.time() - t0)
     if log:
         log.close()
-    if dist.world > 1:
-        torch.distributed.destroy_process_group()
+    teardown_distributed(dist)
     return run
 
 
