@@ -95,7 +95,7 @@ class TaskTrainConfig:
     seq_len: int = 8192  # tokens per packed row (a pair is at most 1863)
     grad_accum: int = 1
     dtype: str = "auto"  # auto | bf16 | fp16 | fp32
-    attn: Literal["auto", "sdpa", "flex"] = "auto"  # auto: flex on CUDA, sdpa elsewhere
+    attn: Literal["auto", "sdpa", "flex"] = "auto"  # auto: flex on Ampere+ GPUs, sdpa elsewhere (T4, CPU)
     compile: bool = False
     seed: int = 0
     workers: int = 2
@@ -182,6 +182,14 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
 
+def pick_attention(attn: str, device: torch.device) -> str:
+    """flex_attention (block-sparse packed rows) where it was tested: CUDA GPUs of compute capability >= 8.0
+    (its Triton kernels); elsewhere (T4, CPU) SDPA with dense per-row masks, slower but everywhere."""
+    if attn != "auto":
+        return attn
+    return "flex" if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0) else "sdpa"
+
+
 CALIBRATE = (10, 40)  # steps after a session's start: timed between the two, after compilation
 
 
@@ -216,7 +224,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
     source = PairSource(cfg.data, max_tokens=cfg.seq_len)
     model, index = build_model(cfg, source)
     model.to(device).train()
-    model.attn_backend = ("flex" if device.type == "cuda" else "sdpa") if cfg.attn == "auto" else cfg.attn
+    model.attn_backend = pick_attention(cfg.attn, device)
     if cfg.trainable == "tasks":
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("embed_tasks."))

@@ -206,3 +206,14 @@ def test_seconds_fit_the_step_count_and_a_resume_keeps_it(arc1_train, tmp_path):
     assert json.loads((run / "model" / "arcsub.json").read_text())["steps"] == plan["steps"]
     with pytest.raises(ArcDataError, match="warmup"):  # the count must be fixed before the schedule moves
         train(tiny_config(*common, "seconds=5", "optim.warmup=5", f"out_dir={tmp_path / 's'}"))
+
+
+def test_attention_degrades_to_sdpa_below_ampere(monkeypatch):
+    from arcsub.tasktrain import pick_attention
+
+    assert pick_attention("auto", torch.device("cpu")) == "sdpa"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 5))  # T4: no flex kernels
+    assert pick_attention("auto", torch.device("cuda")) == "sdpa"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
+    assert pick_attention("auto", torch.device("cuda")) == "flex"
+    assert pick_attention("flex", torch.device("cpu")) == "flex"  # an explicit choice is kept
