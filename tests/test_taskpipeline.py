@@ -92,3 +92,24 @@ def test_two_workers_train_through_torchrun_and_share_the_prediction(arc1_eval_f
     assert summary["model"].endswith("task-model/model")
     for rank, task in enumerate(ids):  # round-robin shards, each saved by its worker
         assert list(read_json(tmp_path / "run" / f"attempts.{rank}.json")) == [task]
+
+
+def test_a_pretrained_task_model_is_continued_on_the_test_tasks(arc1_train, arc1_eval_files, tmp_path):
+    """model=<task-model dir>: the pipeline test-time trains it (mode ttt: new rows for the test tasks)."""
+    from test_tasktrain import smallest, tiny_config, write_subset
+
+    from arcsub.taskmodel import load_task_model
+    from arcsub.tasktrain import train
+
+    ch, _ = write_subset(arc1_train, smallest(arc1_train, 3), tmp_path, "tr")
+    pre = train(
+        tiny_config(f"data.challenges=[{ch}]", "steps=10", "seq_len=512", f"out_dir={tmp_path / 'pre'}")
+    )
+    challenges, _ = arc1_eval_files
+    ids = pick_dry_run_tasks(challenges, 2)
+    cfg = load_pipeline_config(CPU, [*FAST, f"model={pre / 'model'}", "train.data.challenges=[]"])
+    summary = run_pipeline(challenges, tmp_path / "run", cfg, task_ids=ids)
+    assert summary["predicted"] == 2
+    assert read_json(tmp_path / "run" / "task-model" / "config.json")["mode"] == "ttt"
+    _, index = load_task_model(summary["model"])
+    assert set(ids) <= set(index.rows) and len(index) == 3 + 2  # the pretrained rows kept, two new ones
