@@ -373,6 +373,41 @@ def test_peft_adapter_changes_outputs_and_missing_adapter_falls_back(tmp_path, c
     )
 
 
+def test_per_task_adapters_decode_in_one_mixed_batch(tmp_path, monkeypatch):
+    """Prompts of several tasks, each with its own LoRA (or none), decode together in one batch (PEFT's
+    per-row adapter_names) and give exactly what decoding each adapter's prompts alone gives."""
+    base, tok = build_model("tiny", seed=0)
+    dirs = []
+    for k in range(2):
+        tuned = apply_lora(build_model("tiny", seed=0)[0], LoraSettings(r=4, alpha=8))
+        with torch.no_grad():
+            for name, p in tuned.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(10 + k))
+        tuned.save_pretrained(str(tmp_path / f"task_{k}"))
+        dirs.append(str(tmp_path / f"task_{k}"))
+    prompts = PROMPTS * 3
+    adapters = [dirs[0], dirs[1], None, dirs[1], None, dirs[0], None, dirs[0], dirs[1]]
+    params = SamplingSettings(mode="greedy", max_new_tokens=40, constrained=False)
+    engine = TorchEngine(base, tok, device="cpu")
+    batches = []
+    decode = TorchEngine._decode
+    monkeypatch.setattr(
+        TorchEngine, "_decode", lambda self, p, *a: batches.append(len(p)) or decode(self, p, *a)
+    )
+    mixed = engine.generate(prompts, params, adapters)
+    assert batches == [len(prompts)]  # one batch for all three adapters (base included)
+    assert len({tuple(mixed[i][0].tokens) for i in (0, 3, 6)}) > 1  # the adapters do differ (same prompt)
+    for path in (dirs[0], dirs[1], None):
+        idx = [i for i, a in enumerate(adapters) if a == path]
+        alone = TorchEngine(build_model("tiny", seed=0)[0], tok, device="cpu").generate(
+            [prompts[i] for i in idx], params, [path] * len(idx)
+        )
+        for i, (ref,) in zip(idx, alone, strict=True):
+            assert mixed[i][0].tokens == ref.tokens
+            assert mixed[i][0].logprob == pytest.approx(ref.logprob, abs=1e-3)
+
+
 # ---------------------------------------------------------------------------------------------- dtype
 
 

@@ -308,9 +308,16 @@ class TorchEngine(Engine):
         return new_cache(getattr(self.model, "config", None), reserve)
 
     def _forward(
-        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache, keep: int
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        pos: torch.Tensor,
+        cache,
+        keep: int,
+        names: list[str] | None = None,
     ) -> torch.Tensor:
-        """Logits (float32) of the last `keep` positions."""
+        """Logits (float32) of the last `keep` positions; `names`: each row's LoRA adapter (a mixed batch)."""
+        extra = {"adapter_names": names} if names is not None else {}
         with decoding_sdpa_backends(self.device):
             out = self.model(
                 input_ids=ids,
@@ -319,6 +326,7 @@ class TorchEngine(Engine):
                 past_key_values=cache,
                 use_cache=cache is not None,
                 logits_to_keep=keep,
+                **extra,
             )
         return out.logits[:, -keep:].float()
 
@@ -394,6 +402,18 @@ class TorchEngine(Engine):
         self._loaded[path] = name
         return name
 
+    def _row_adapter_names(self, paths: list[str | None]) -> list[str] | None:
+        """PEFT adapter names per prompt, for one mixed batch across several adapters (per-task LoRAs decode
+        together instead of task by task); None when grouping by adapter is as good (one adapter, or more
+        distinct adapters than may stay loaded)."""
+        distinct = {p for p in paths if p is not None}
+        if len(set(paths)) < 2 or len(distinct) > self.max_loaded_adapters:
+            return None
+        names = {p: self._load_adapter(p) for p in distinct}
+        self._evict()
+        base = self._given_adapter if self._given_adapter is not None else "__base__"  # PEFT: no adapter
+        return [names[p] if p is not None else base for p in paths]
+
     def _evict(self) -> None:
         while len(self._loaded) > self.max_loaded_adapters:
             _, name = self._loaded.popitem(last=False)
@@ -409,6 +429,17 @@ class TorchEngine(Engine):
         out: list[list[Candidate]] = [[] for _ in prompts]
         generator = torch.Generator(device=self.device).manual_seed(params.seed)
         reps = params.n if params.mode == "sample" else 1
+        names = self._row_adapter_names(paths) if params.mode != "dfs" else None
+        if names is not None:
+            with torch.inference_mode():
+                lengths = [len(p) for p in prompts]
+                for batch in length_batches(lengths, reps, params.max_new_tokens, params.batch_tokens):
+                    cands = self._decode(
+                        [prompts[i] for i in batch], reps, params, generator, [names[i] for i in batch]
+                    )
+                    for i, c in zip(batch, cands, strict=True):
+                        out[i] = c
+            return out
         for path, idx in group_indices(paths).items():
             with self._adapter(path), torch.inference_mode():
                 if params.mode == "dfs":
@@ -435,17 +466,24 @@ class TorchEngine(Engine):
         return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
 
     def _decode(
-        self, prompts: list[Sequence[int]], reps: int, params: SamplingSettings, generator: torch.Generator
+        self,
+        prompts: list[Sequence[int]],
+        reps: int,
+        params: SamplingSettings,
+        generator: torch.Generator,
+        names: list[str] | None = None,
     ) -> list[list[Candidate]]:
-        """One batch: prefill once, repeat the cache `reps` times (samples), then one token per step."""
+        """One batch: prefill once, repeat the cache `reps` times (samples), then one token per step.
+        `names`: each prompt's adapter in a mixed-adapter batch (None: the active adapter for all)."""
         eos, pad = self.codec.eos_id, self.codec.pad_id
         ids, mask, pos = self._left_pad(prompts)
         cache = self._new_cache(params.max_new_tokens)
-        logits = self._forward(ids, mask, pos, cache, 1)[:, -1]
+        logits = self._forward(ids, mask, pos, cache, 1, names)[:, -1]
         next_pos = pos[:, -1] + 1
         if reps > 1:
             cache.batch_repeat_interleave(reps)
             logits, mask, next_pos = (t.repeat_interleave(reps, 0) for t in (logits, mask, next_pos))
+            names = [n for n in names for _ in range(reps)] if names is not None else None
         rows, vocab = logits.shape
         max_new = params.max_new_tokens
         valid = self._valid_tokens(vocab)
@@ -484,8 +522,9 @@ class TorchEngine(Engine):
                     cache.batch_select_indices(keep)
                     slot, mask, next_pos, tok, done = (t[keep] for t in (slot, mask, next_pos, tok, done))
                     state = state.select(keep) if state is not None else None
+                    names = [names[k] for k in keep.tolist()] if names is not None else None
             step_mask = mask[:, : prompt_len + step + 1]
-            logits = self._forward(tok[:, None], step_mask, next_pos[:, None], cache, 1)[:, -1]
+            logits = self._forward(tok[:, None], step_mask, next_pos[:, None], cache, 1, names)[:, -1]
             next_pos = next_pos + 1
         return self._collect(out_tokens, out_logprob, out_len, out_done, reps)
 
