@@ -37,6 +37,7 @@ COMPETITION ?= arc-prize-2024
 MODEL ?=
 EXTRAS ?=
 PIPELINE ?= in-context
+OVERRIDES ?=
 DRY_RUN ?=
 DRY_RUN_ARGS ?=
 KAGGLE_STAMP := $(VENV)/.kaggle-installed
@@ -49,15 +50,16 @@ $(KAGGLE_STAMP): $(STAMP) pyproject.toml
 	touch $(KAGGLE_STAMP)
 
 # out/kaggle/arcsub-wheels, out/kaggle/arcsub-model and kernels/build (MODEL=dir, EXTRAS=vllm, COMPETITION=...,
-# PIPELINE=task: the notebook trains a task-embedding model on the hidden tasks instead of per-task TTFT)
+# PIPELINE=task: the notebook trains a task-embedding model on the hidden tasks instead of per-task TTFT;
+# OVERRIDES="k=v ...": pipeline config overrides baked into the notebook)
 kaggle-build: $(KAGGLE_STAMP)
 	$(BIN)/python tools/build_wheels.py $(_EXTRAS)
 	$(BIN)/python tools/build_model_dataset.py $(MODEL)
-	$(BIN)/python tools/build_kernel.py --competition $(COMPETITION) $(_EXTRAS) --pipeline $(PIPELINE)
+	$(BIN)/python tools/build_kernel.py --competition $(COMPETITION) $(_EXTRAS) --pipeline $(PIPELINE) --overrides "$(OVERRIDES)"
 
 # build everything, then upload with the kaggle CLI; DRY_RUN=1 builds and prints the commands only
 kaggle-push: $(KAGGLE_STAMP)
-	$(BIN)/python tools/kaggle_push.py --competition $(COMPETITION) $(_EXTRAS) --pipeline $(PIPELINE) \
+	$(BIN)/python tools/kaggle_push.py --competition $(COMPETITION) $(_EXTRAS) --pipeline $(PIPELINE) --overrides "$(OVERRIDES)" \
 		$(if $(filter-out 0 no false,$(DRY_RUN)),--dry-run) $(if $(MODEL),--model $(MODEL))
 
 # execute the generated notebook offline (unshare -n) on a fake /kaggle tree; check the submission

@@ -279,12 +279,24 @@ def test_kernel_variants(tmp_path, competition, shape, capsys, no_kaggle_creds):
     )
     assert rc == 0 and text.strip().endswith("unchanged")
     assert '"arcsub.pipeline:run_pipeline"' in code[0]  # the in-context pipeline unless asked otherwise
-    task = build_kernel.build(tmp_path / "t", competition=competition, user="carol", pipeline="task")
-    assert '"arcsub.taskpipeline:run_pipeline"' in "".join(read_json(task["notebook"])["cells"][1]["source"])
+    task = build_kernel.build(
+        tmp_path / "t",
+        competition=competition,
+        user="carol",
+        pipeline="task",
+        overrides='train.seconds=60 a="b c"',
+    )
+    cell = "".join(read_json(task["notebook"])["cells"][1]["source"])
+    assert '"arcsub.taskpipeline:run_pipeline"' in cell
+    assert 'os.environ.setdefault("ARCSUB_OVERRIDES", "train.seconds=60 a=\\"b c\\"")' in cell
 
 
 def test_install_cell_skippable_and_clear(tmp_path, monkeypatch, no_kaggle_creds):
-    for var in ("ARCSUB_COMPETITION", "ARCSUB_PIPELINE"):  # the cell sets them: restore them afterwards
+    for var in (
+        "ARCSUB_COMPETITION",
+        "ARCSUB_PIPELINE",
+        "ARCSUB_OVERRIDES",
+    ):  # the cell sets them: restored after
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
     res = build_kernel.build(tmp_path / "k", competition="arc-prize-2024", user="carol")

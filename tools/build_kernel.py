@@ -17,6 +17,7 @@ The output is deterministic (fixed cell ids, sorted keys), so an unchanged sourc
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Sequence
@@ -149,6 +150,7 @@ def build(
     source: Path = SOURCE,
     machine_shape: str | None = "default",
     pipeline: str = "in-context",
+    overrides: str = "",
 ) -> dict[str, Any]:
     if competition not in COMPETITIONS:
         raise ToolError(f"--competition {competition!r}: known {', '.join(COMPETITIONS)}")
@@ -174,6 +176,7 @@ def build(
         raise ToolError(f"--pipeline {pipeline!r}: known {', '.join(PIPELINES)}")
     values = {
         "pipeline": PIPELINES[pipeline],
+        "overrides": json.dumps(overrides)[1:-1],  # escaped for the "..." string literal it fills
         "competition": competition,
         "wheels_dataset": datasets[0],
         "model_dataset": datasets[1],
@@ -228,6 +231,11 @@ def main(argv: Sequence[str]) -> int:
         help="in-context: the model dataset's model + per-task TTFT (default); task: train a task-embedding "
         "model on the hidden tasks' demonstrations in the notebook",
     )
+    p.add_argument(
+        "--overrides",
+        default="",
+        help="pipeline config key=value overrides baked into the notebook (ARCSUB_OVERRIDES), space-separated",
+    )
     args = p.parse_args(argv)
     shape = None if args.machine_shape in ("", "none") else args.machine_shape
     res = build(
@@ -242,6 +250,7 @@ def main(argv: Sequence[str]) -> int:
         source=args.source,
         machine_shape=shape,
         pipeline=args.pipeline,
+        overrides=args.overrides,
     )
     m = res["metadata"]
     print(

@@ -135,6 +135,7 @@ def main(argv: Sequence[str]) -> int:
         choices=sorted(build_kernel.PIPELINES),
         help="the notebook's pipeline (tools/build_kernel.py --pipeline)",
     )
+    p.add_argument("--overrides", default="", help="pipeline config overrides baked into the notebook")
     p.add_argument(
         "--wheel-arg",
         action="append",
@@ -196,6 +197,8 @@ def main(argv: Sequence[str]) -> int:
                 args.extras,
                 "--pipeline",
                 args.pipeline,
+                "--overrides",
+                args.overrides,
             ],
         ),
     ]
