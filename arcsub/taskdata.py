@@ -208,6 +208,9 @@ class TaskDataSettings:
     ttt_weight: float = 1.0
     d8: bool = True
     colours: bool = True  # permute colours (0 and output-only colours stay)
+    # a training task that is also a test task: refused (False: catches mixed-up data in experiments) or left
+    # out of the training sources (True: the competition path, e.g. Kaggle's public stand-in of training tasks)
+    exclude_test_tasks: bool = False
 
 
 @dataclass
@@ -277,6 +280,17 @@ class PairSource:
             "re-arc": _re_arc_sets(resolve_path(data.re_arc)) if data.re_arc else [],
             "ttt": [s for c in data.ttt_challenges for s in _ttt_sets(resolve_path(c))],
         }
+        if data.exclude_test_tasks:
+            test_ids = {s.task_id for s in loaded["ttt"]}
+            for k in ("arc", "re-arc"):
+                kept = [s for s in loaded[k] if s.task_id not in test_ids]
+                if len(kept) < len(loaded[k]):
+                    log.warning(
+                        "%d %s task(s) are test tasks here: left out of training",
+                        len(loaded[k]) - len(kept),
+                        k,
+                    )
+                loaded[k] = kept
         check_no_leak(loaded["arc"] + loaded["re-arc"], loaded["ttt"])
         self.task_ids = list(dict.fromkeys(s.task_id for sets in loaded.values() for s in sets))
         dropped = 0

@@ -80,7 +80,9 @@ def train_config(cfg: TaskPipelineConfig, test_file: Path, out: Path, seconds: f
         [d.re_arc] if d.re_arc and not re_arc else []
     ):
         log.warning("training source %s not found: left out", missing)
-    data = dataclasses.replace(d, challenges=challenges, re_arc=re_arc, ttt_challenges=[str(test_file)])
+    data = dataclasses.replace(
+        d, challenges=challenges, re_arc=re_arc, ttt_challenges=[str(test_file)], exclude_test_tasks=True
+    )
     tc = dataclasses.replace(
         cfg.train,
         mode="transductive" if from_scratch else "ttt",

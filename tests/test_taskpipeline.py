@@ -113,3 +113,20 @@ def test_a_pretrained_task_model_is_continued_on_the_test_tasks(arc1_train, arc1
     assert read_json(tmp_path / "run" / "task-model" / "config.json")["mode"] == "ttt"
     _, index = load_task_model(summary["model"])
     assert set(ids) <= set(index.rows) and len(index) == 3 + 2  # the pretrained rows kept, two new ones
+
+
+def test_training_tasks_that_are_test_tasks_are_left_out_of_training(arc1_train, tmp_path, caplog):
+    """Kaggle's public stand-in holds training tasks: with the training file as a source, those tasks must train
+    on their demonstrations only, never on the solutions the training file has for them."""
+    import logging
+
+    from test_tasktrain import smallest, write_subset
+
+    ids = smallest(arc1_train, 3)
+    train_ch, _ = write_subset(arc1_train, ids, tmp_path, "tr")  # with solutions beside it
+    test_ch, _ = write_subset(arc1_train, ids[:2], tmp_path, "te")
+    cfg = load_pipeline_config(CPU, [*FAST, f"train.data.challenges=[{train_ch}]"])
+    with caplog.at_level(logging.WARNING, logger="arcsub"):
+        summary = run_pipeline(test_ch, tmp_path / "run", cfg)
+    assert summary["predicted"] == 2
+    assert any("2 arc task(s) are test tasks here" in r.getMessage() for r in caplog.records)
