@@ -61,6 +61,16 @@ def to_grid(obj: Any, where: str = "<grid>") -> Grid:
     return np.asarray(rows, dtype=np.uint8)
 
 
+def grid_or_none(obj: Any) -> Grid | None:
+    """A grid when `obj` is a valid grid, else None (never raises): for model answers, which may be anything."""
+    if obj is None:
+        return None
+    try:
+        return to_grid(obj)
+    except ArcDataError:
+        return None
+
+
 def grid_to_list(grid: Grid) -> list[list[int]]:
     """A grid as JSON-ready nested lists of Python ints."""
     return np.asarray(grid).astype(int).tolist()

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import ArcDataError, Grid, Task, read_json, to_grid
+from .data import ArcDataError, Grid, Task, grid_or_none, read_json, to_grid
 
 METRIC_KEYS = ("accuracy", "correct_pixels", "correct_size", "pass_n", "vote_1", "vote_2", "unanswered")
 TABLE_COLUMNS = ("accuracy", "correct_pixels", "correct_size", "pass_n", "vote_2", "unanswered")
@@ -43,14 +43,7 @@ Predictions = dict[str, list[Candidates]]
 
 def normalize_candidate(obj: Any) -> Grid | None:
     """A candidate as a uint8 grid, or None when it is null or not a valid grid (never raises)."""
-    if isinstance(obj, Mapping):
-        obj = obj.get("grid")
-    if obj is None:
-        return None
-    try:
-        return to_grid(obj)
-    except ArcDataError:
-        return None
+    return grid_or_none(obj.get("grid") if isinstance(obj, Mapping) else obj)
 
 
 def _candidate_list(obj: Any, where: str) -> Candidates:

@@ -14,22 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .data import ArcDataError, Grid, Task, grid_to_list, read_json, to_grid, write_json_atomic
+from .data import ArcDataError, Grid, Task, grid_or_none, grid_to_list, read_json, to_grid, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 ATTEMPT_KEYS = ("attempt_1", "attempt_2")
 FALLBACK_GRID: list[list[int]] = [[0]]
-
-
-def _valid_or_none(obj: Any) -> Grid | None:
-    """A grid when `obj` is a valid grid, else None (never raises)."""
-    if obj is None:
-        return None
-    try:
-        return to_grid(obj)
-    except ArcDataError:
-        return None
 
 
 def fallback_attempts(test_input: Grid, attempt_1: Grid | None, attempt_2: Grid | None) -> tuple[Grid, Grid]:
@@ -80,8 +70,8 @@ def build_submission(
             pair_attempts = per_test[i] if i < len(per_test) else None
             if not isinstance(pair_attempts, Sequence) or isinstance(pair_attempts, str):
                 pair_attempts = []
-            a1 = _valid_or_none(pair_attempts[0]) if len(pair_attempts) > 0 else None
-            a2 = _valid_or_none(pair_attempts[1]) if len(pair_attempts) > 1 else None
+            a1 = grid_or_none(pair_attempts[0]) if len(pair_attempts) > 0 else None
+            a2 = grid_or_none(pair_attempts[1]) if len(pair_attempts) > 1 else None
             missing += (a1 is None) + (a2 is None)
             g1, g2 = fallback_attempts(pair.input, a1, a2)
             entries.append({"attempt_1": grid_to_list(g1), "attempt_2": grid_to_list(g2)})
