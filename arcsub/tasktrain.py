@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batches import keep_batch
 from .config import load_config, settings_hash, to_dict
 from .data import ArcDataError, write_json_atomic
 from .encode import build_compact_tokenizer
@@ -56,6 +55,7 @@ from .train import (
     optimizer_step,
     pick_dtype,
     setup_distributed,
+    step_loader,
     teardown_distributed,
     wrap_for_training,
 )
@@ -249,14 +249,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
     batches = TaskStepBatches(
         source, index, cfg.seed, start * ga, cfg.steps * ga, dist.rank, cfg.rows, cfg.seq_len
     )
-    loader = torch.utils.data.DataLoader(
-        batches,
-        batch_size=None,
-        num_workers=cfg.workers,
-        collate_fn=keep_batch,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if cfg.workers else None,
-    )
+    loader = step_loader(batches, cfg.workers, device)
     n_params = count_params(model)
     if dist.main:
         print(

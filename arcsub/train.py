@@ -227,6 +227,18 @@ def budget_spent(budget: float, t0: float, dist: Dist, device: torch.device) -> 
     return spent
 
 
+def step_loader(batches, workers: int, device: torch.device) -> torch.utils.data.DataLoader:
+    """The training loop's batches (already whole steps, built by `workers` processes), pinned for CUDA."""
+    return torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=keep_batch,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+    )
+
+
 def wrap_for_training(model, dist: Dist, device: torch.device, compile_: bool):
     """The module the loop calls: DDP across ranks when launched by torchrun, then torch.compile if asked."""
     fwd = model
@@ -451,15 +463,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     batches = StepBatches(
         pool, codec, cfg.seed, start * ga, cfg.steps * ga, dist.rank, cfg.rows, cfg.seq_len, cfg.max_len, fmt
     )
-    loader = torch.utils.data.DataLoader(
-        batches,
-        batch_size=None,
-        num_workers=cfg.workers,
-        collate_fn=keep_batch,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        prefetch_factor=4 if cfg.workers else None,
-    )
+    loader = step_loader(batches, cfg.workers, device)
     n_params = count_params(_unwrap(model))
     if dist.main:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
