@@ -128,6 +128,24 @@ def grid_positions(ids: torch.Tensor, bos: int = BOS, sep: int = SEP, newline: i
     )
 
 
+def next_output_position(
+    tok: torch.Tensor, col: torch.Tensor, row: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """grid_positions of one more output-grid token, from the running (column, row): O(1) per decoded token.
+
+    Returns the token's (batch, 1, 3) position and the updated column and row, exactly as grid_positions
+    would number the token at the end of an output stream (which holds no bos or separator after its start)."""
+    cell = (tok < NUM_COLOURS) | (tok == NL)
+    zero = torch.zeros_like(col)
+    pos = torch.stack(
+        [torch.where(cell, col, zero), torch.where(cell, row, zero), torch.where(cell, zero + 3, zero + 4)],
+        -1,
+    )
+    is_nl = tok == NL
+    col = torch.where(is_nl, zero, col + 1)  # any other token moves the column on, as in grid_positions
+    return pos[:, None], col, row + is_nl.long()
+
+
 def rotary_tables(grid_pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin of shape (batch, 1, seq, head_dim/2): the rotary pairs split in three, one third per axis."""
     pairs = head_dim // 2

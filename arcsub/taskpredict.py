@@ -58,7 +58,7 @@ from .taskdata import (
     pair_views,
     task_pairs_for_views,
 )
-from .taskmodel import ArcTaskForCausalLM, grid_positions, load_task_model
+from .taskmodel import ArcTaskForCausalLM, load_task_model, next_output_position
 from .train import pick_dtype
 
 log = logging.getLogger("arcsub.taskpredict")
@@ -141,8 +141,8 @@ def _decode_batch(
 ) -> list[Candidate]:
     """One prefill over the left-padded prompts, then one token per step for every row until all wrote eos.
 
-    The positions of a generated token come from grid_positions over the output so far (which starts at the
-    separator), so decoding uses exactly the coordinates training used."""
+    The position of a generated token follows from the previous one (taskmodel.next_output_position, tested
+    equal to grid_positions over the output so far), so decoding uses exactly the coordinates training used."""
     dev = model.lm_head.weight.device
     ids, mask = _left_pad(prompts, dev)
     task = torch.as_tensor(rows, device=dev)
@@ -162,6 +162,8 @@ def _decode_batch(
     finished = torch.zeros(n, dtype=torch.bool, device=dev)
     slot = torch.arange(n, device=dev)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
+    col = torch.zeros(n, dtype=torch.long, device=dev)  # where the next output token sits in its grid
+    row = torch.zeros(n, dtype=torch.long, device=dev)
     for t in range(max_new):
         logp = logits.float().log_softmax(-1)
         allowed = logp if grammar is None else logp.masked_fill(~grammar.allowed(state), float("-inf"))
@@ -186,9 +188,11 @@ def _decode_batch(
             if n_done >= max(1, int(len(done) * COMPACT_AT)):  # drop finished rows from the batch
                 keep = (~done).nonzero()[:, 0]
                 cache.select(keep)
-                slot, tok, done, task, view = (x[keep] for x in (slot, tok, done, task, view))
+                slot, tok, done, task, view, col, row = (
+                    x[keep] for x in (slot, tok, done, task, view, col, row)
+                )
                 state = state.select(keep) if state is not None else None
-        pos = grid_positions(out[slot, : t + 2])[:, -1:]
+        pos, col, row = next_output_position(tok, col, row)
         with decoding_sdpa_backends(dev):
             logits = model(tok[:, None], task, view, grid_pos=pos, cache=cache).logits[:, -1]
     toks, lens, fin, lps = out[:, 1:].tolist(), n_tokens.tolist(), finished.tolist(), logprob.tolist()

@@ -8,13 +8,14 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from arcsub.infer.base import SamplingSettings
-from arcsub.taskdata import EOS, PAD, TaskIndex, decode_grid, encode_pair
+from arcsub.taskdata import EOS, PAD, SEP, TaskIndex, decode_grid, encode_pair
 from arcsub.taskmodel import (
     PRESETS,
     ArcTaskConfig,
     ArcTaskForCausalLM,
     grid_positions,
     load_task_model,
+    next_output_position,
     preset_config,
     save_task_model,
 )
@@ -76,6 +77,23 @@ def test_grid_positions_restart_in_packed_rows_and_in_the_decoder_buffer():
     assert _pos(ids[9:]) == EXPECTED[9:]
     # left padding before a prompt changes nothing
     assert _pos(np.concatenate([[PAD] * 3, encode_pair(INP)]))[3:] == EXPECTED[:10]
+
+
+def test_incremental_output_positions_equal_grid_positions_of_the_whole_stream():
+    """The decoder numbers each new token from the last one; it must agree with numbering the whole output."""
+    rng = np.random.default_rng(0)
+    pairs = [encode_pair(INP, OUT), encode_pair(OUT, INP)]
+    streams = [p[list(p).index(SEP) :] for p in pairs]  # [sep, output grid..., eos]
+    streams.append(np.concatenate([[streams[0][0]], rng.integers(0, 12, 40), [EOS, EOS]]))  # ragged rows too
+    n = max(len(s) for s in streams)
+    ids = torch.full((len(streams), n), EOS)
+    for i, s in enumerate(streams):
+        ids[i, : len(s)] = torch.as_tensor(s)
+    col = row = torch.zeros(len(streams), dtype=torch.long)
+    whole = grid_positions(ids)
+    for t in range(1, n):
+        pos, col, row = next_output_position(ids[:, t], col, row)
+        assert torch.equal(pos[:, 0], whole[:, t]), t
 
 
 def test_packed_rows_equal_separate_sequences():

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# GPU session stages on a machine with N >= 1 GPUs; /tmp/w is reused while the machine stays warm, so a later call
+# resumes or predicts from an earlier call's model. Run from the repository root with PYTHONPATH=. and the data
+# unpacked at $ARCSUB_DATA. Usage: bench/gpu_stages.sh OUT_DIR STAGES [SECONDS] [LIMIT]; STAGES is a comma list of
+#   pipe      the kernel path on the first 100 ARC-AGI-1 evaluation tasks, one worker per GPU
+#   scale     `arcsub train` small on 1, 2, 4 GPUs (as many as there are; torchrun), same global batch (16 rows of
+#             8192): the data-parallel scaling ratio
+#   task      task-embedding model, $TASK_CONFIG (default configs/task-transductive.yaml), DDP over every GPU,
+#             fitted to SECONDS of training (default 420); stops before LIMIT seconds of this call (default 560)
+#             with a checkpoint: run the stage again to resume
+#   predict   task-predict on all 400 evaluation tasks with $VIEWS views (default 32), once the model exists
+#   select    bench/task_selection.py on that prediction: 8/16/32/... views x vote / likelihood
+#   trainset  task-predict on the 400 ARC-AGI-1 training tasks ($TRAIN_VIEWS views, default 32): the seed's
+#             training-set table (the transductive model trained on them, test outputs included)
+#   pertask   bench/time_per_task.sh 8: per-task TTFT and prediction times, small and 0.5B shape
+set -uo pipefail
+out=$1; stages=$2; secs=${3:-420}; limit=${4:-560}; t0=$(date +%s); w=/tmp/w; mkdir -p "$out" "$w"
+d=${ARCSUB_DATA}/arc-agi-1; ev=$d/arc-agi_evaluation_challenges.json; evs=$d/arc-agi_evaluation_solutions.json
+cfg=${TASK_CONFIG:-configs/task-transductive.yaml}; views=${VIEWS:-32}; tviews=${TRAIN_VIEWS:-32}
+a="python -m arcsub.cli"; n=$(nvidia-smi -L | wc -l); run=$(basename $cfg .yaml)-${n}gpu-${secs}s
+has() { [[ ",$stages," == *",$1,"* ]]; }
+if has pipe; then
+  $a dry-run --tasks 100 --first -o $w/pipe$n --json workers=0 ttft.steps=32 ttft.seq_len=2048 ttft.max_len=2048 \
+    predict.views=8 > "$out/pipe$n.json" 2> "$out/pipe$n.log"; echo "pipe$n rc=$? $(date +%s)"
+fi
+if has scale; then
+  for g in 1 2 4; do
+    [ $g -le $n ] || break
+    CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((g-1))) torchrun --standalone --nproc_per_node=$g -m arcsub.cli train \
+      --config configs/train-small.yaml steps=300 rows=$((16/g)) log_every=25 save_every=100000 out_dir=$w/scale$g \
+      --quiet > "$out/scale$g.log" 2>&1; echo "scale$g rc=$?"
+    cp $w/scale$g/*/log.jsonl "$out/scale${g}_log.jsonl" 2>/dev/null
+  done
+  python - <<'PY'
+import glob, json, statistics
+base = None
+for g in (1, 2, 4):
+    logs = glob.glob(f"/tmp/w/scale{g}/*/log.jsonl")
+    if logs:
+        recs = [json.loads(x) for x in open(logs[0])]
+        tps = statistics.median(r["tokens_per_s"] for r in recs if r["step"] > 100)
+        base = base or tps
+        print(f"scale {g} GPU(s): median useful tok/s after step 100: {tps:.0f} ({tps / base:.2f}x)")
+PY
+fi
+if has task; then
+  left=$(( limit - ($(date +%s) - t0) - 20 ))
+  torchrun --standalone --nproc_per_node=$n -m arcsub.cli task-train --config $cfg \
+    name=$run seconds=$secs steps=100000 time_budget=$left out_dir=$w --quiet 2>&1 | grep -v -i warn | tail -n 8
+  cp $w/$run/log.jsonl "$out/${run}_log.jsonl"; cp $w/$run/plan.json "$out/${run}_plan.json" 2>/dev/null
+fi
+if has predict && [ -f $w/$run/model/config.json ]; then
+  $a task-predict $w/$run/model $ev -o $w/tp-$run-v$views --config configs/task-predict.yaml views=$views \
+    --solutions $evs --quiet | tail -n 8
+  cp $w/tp-$run-v$views/run__*.json "$out/"
+fi
+if has select && [ -d $w/tp-$run-v$views ]; then
+  python bench/task_selection.py $w/tp-$run-v$views/run__*.json --solutions $evs -o "$out/selection-$run-v$views.json" \
+    | tail -n 12
+fi
+if has trainset && [ -f $w/$run/model/config.json ]; then
+  $a task-predict $w/$run/model $d/arc-agi_training_challenges.json -o $w/tr-$run --config configs/task-predict.yaml \
+    views=$tviews --solutions $d/arc-agi_training_solutions.json --quiet | tail -n 8
+  cp $w/tr-$run/run__*.json "$out/"
+fi
+if has pertask; then bash bench/time_per_task.sh 8 2>&1 | tail -n 6; fi
+echo "call seconds: $(( $(date +%s) - t0 ))"

@@ -1,0 +1,110 @@
+"""Views and selection ablation of one task-model prediction run: the Kaggle score with the first k views
+(k = 8, 16, 32, ... up to the run's views) under each selection strategy, from the candidates already decoded.
+
+    python bench/task_selection.py OUT/run__<model>__<data>__<hash>.json --solutions S -o table.json
+
+Why a separate step: decoding is the expensive part of prediction, and every view count and strategy picks
+from the same candidates (a run's first k views are exactly the views a k-view run would make: views are
+seeded per task). Likelihood strategies re-score each distinct answer under the run's first `score_views`
+views (one forward pass per answer and view, cached across k), so they load the model; vote does not.
+Not a test: run it after `arcsub task-predict` on the GPU machine and record the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from arcsub.config import from_dict
+from arcsub.data import grid_to_list, grids_equal, load_tasks, resolve_path, write_json_atomic
+from arcsub.metrics import format_metrics_table
+from arcsub.predict import score_run
+from arcsub.select import NEEDS_SCORER, select
+from arcsub.submission import build_submission
+from arcsub.taskpredict import TaskPredictConfig, _device, _jobs, _scorer, ensure_rows
+
+
+def cached(scorer):
+    """Scores of grids seen before are reused: every k re-ranks (mostly) the same distinct answers."""
+    memo: dict[tuple, float] = {}
+
+    def score(grids):
+        keys = [(np.asarray(g).shape, np.asarray(g, dtype=np.uint8).tobytes()) for g in grids]
+        todo = [(k, g) for k, g in zip(keys, grids, strict=True) if k not in memo]
+        if todo:
+            memo.update(zip([k for k, _ in todo], scorer([g for _, g in todo]), strict=True))
+        return [memo[k] for k in keys]
+
+    return score
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", help="run__*.json written by arcsub task-predict")
+    ap.add_argument("--solutions", required=True)
+    ap.add_argument(
+        "--views", default="8,16,32,64,128", help="view counts to try (those above the run's are skipped)"
+    )
+    ap.add_argument("--strategies", default="vote,vote+likelihood,likelihood")
+    ap.add_argument("-o", "--out", required=True, help="JSON table")
+    args = ap.parse_args()
+
+    run = json.loads(Path(args.run).read_text())
+    solutions = resolve_path(args.solutions)
+    cfg = from_dict(TaskPredictConfig, run["config"])
+    predictions = json.loads(Path(run["files"]["predictions"]).read_text())
+    tasks = {t: task for t, task in load_tasks(run["challenges"]).items() if t in predictions}
+    strategies = args.strategies.split(",")
+    model = index = None
+    if any(s in NEEDS_SCORER for s in strategies):
+        from arcsub.taskmodel import load_task_model
+        from arcsub.train import pick_dtype
+
+        device = _device(cfg)
+        model, index = load_task_model(run["model"], device, pick_dtype(cfg.dtype, device))
+        model.eval()
+        ensure_rows(model, index, list(tasks))
+    scorers = {}
+    rows = {}
+    for k in [int(v) for v in args.views.split(",") if int(v) <= cfg.views]:
+        for strategy in strategies:
+            t0 = time.time()
+            attempts = {}
+            for task in tasks.values():
+                attempts[task.id] = []
+                jobs = _jobs(task, index.row(task.id), cfg) if model is not None else []
+                for i, pair in enumerate(task.test):
+                    cands = predictions[task.id][i]
+                    per_view = max(1, len(cands) // cfg.views)
+                    voters = [
+                        c
+                        for c in cands[: k * per_view]
+                        if not (cfg.drop_input_copies and grids_equal(c["grid"], pair.input))
+                    ]
+                    scorer = None
+                    if strategy in NEEDS_SCORER:
+                        key = (task.id, i)
+                        if key not in scorers:
+                            scorers[key] = cached(_scorer(model, [j for j in jobs if j.test_index == i], cfg))
+                        scorer = scorers[key]
+                    top = select(voters, strategy, scorer)
+                    attempts[task.id].append([None if g is None else grid_to_list(g) for g in top])
+            subset = {t: [c[: k * max(1, len(c) // cfg.views)] for c in p] for t, p in predictions.items()}
+            scored = score_run(tasks, subset, build_submission(tasks, attempts), solutions)
+            name = f"{k} views, {strategy}"
+            rows[name] = {"views": k, "selection": strategy, "seconds": round(time.time() - t0, 1), **scored}
+            print(f"{name}: score {scored['score']:.4f} ({rows[name]['seconds']} s)", flush=True)
+            if (
+                k == cfg.views and strategy == cfg.selection and "score" in run
+            ):  # must reproduce the run itself
+                assert abs(scored["score"] - run["score"]) < 1e-9, (scored["score"], run["score"])
+    print(format_metrics_table({n: r["metrics"] for n, r in rows.items()}, markdown=True))
+    write_json_atomic(args.out, {"run": args.run, "rows": rows}, indent=2)
+
+
+if __name__ == "__main__":
+    main()
