@@ -4,8 +4,9 @@ For every test input we make K views (identity, the rest of D8, then random D8 +
 keep 0 and output-only colours, as in training), feed each as [bos] input [sep] with the task's embedding row
 and the view's D8 id, and decode the output with a KV cache, many prompts per batch. Only well-formed grids can
 be written (infer.torch_engine.GridConstraint). Each answer is mapped back with the view's inverse and the two
-attempts are chosen by arcsub.select (majority vote by default; answers equal to the test input are left out
-of the vote, as in mdlARC, since no ARC output equals its input). Files are named from the model, the data and
+attempts are chosen by arcsub.select (by default the distinct answers' summed log-probability under several
+views, ARChitects' product of experts; or majority vote; answers equal to the test input are left out, as in
+mdlARC, since no ARC output equals its input). Files are named from the model, the data and
 a hash of the settings, so runs never overwrite each other:
 
     predictions__<model>__<data>__<hash>.json   {task: [[{grid, logprob, tokens, view}, ...] per test input]}
@@ -76,7 +77,9 @@ class TaskPredictConfig:
     d8: bool = True
     colours: bool = True
     sampling: SamplingSettings = field(default_factory=_default_sampling)  # greedy or sample; batch_tokens
-    selection: Literal["vote", "likelihood", "vote+likelihood"] = "vote"
+    # likelihood: measured best at every view count (docs/experiments/task-model-arc1-eval.md: 0.52 vs 0.48
+    # by vote at 32 views); scoring is one teacher-forced pass per distinct answer and scoring view
+    selection: Literal["vote", "likelihood", "vote+likelihood"] = "likelihood"
     score_views: int = 8  # likelihood selection: views each distinct answer is re-scored under
     drop_input_copies: bool = True  # leave answers equal to the test input out of the vote
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"

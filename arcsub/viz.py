@@ -440,10 +440,14 @@ def curves_image(
 
 
 def read_log_series(path: str | Path, x: str, y: str) -> tuple[list[float], list[float]]:
-    """(xs, ys) of two keys of a JSONL training log (arcsub train / task-train `log.jsonl`)."""
+    """(xs, ys) of two keys of a JSONL training log (arcsub train / task-train `log.jsonl`).
+
+    A resumed run logs again from its checkpoint: a record whose x is not past the previous one cuts the
+    series back to before that x, so the curve shows the run that went on, not a line back in time."""
     import json
 
-    xs, ys = [], []
+    xs: list[float] = []
+    ys: list[float] = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -452,6 +456,8 @@ def read_log_series(path: str | Path, x: str, y: str) -> tuple[list[float], list
         except json.JSONDecodeError:
             raise ArcDataError(f"{path}: line {n}: not JSON") from None
         if x in rec and y in rec:
+            while xs and xs[-1] >= float(rec[x]):
+                xs.pop(), ys.pop()
             xs.append(float(rec[x]))
             ys.append(float(rec[y]))
     if not xs:

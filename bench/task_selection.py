@@ -2,6 +2,7 @@
 (k = 8, 16, 32, ... up to the run's views) under each selection strategy, from the candidates already decoded.
 
     python bench/task_selection.py OUT/run__<model>__<data>__<hash>.json --solutions S -o table.json
+    python bench/task_selection.py --plot table.json          # only (re)draw table.png: score against views
 
 Why a separate step: decoding is the expensive part of prediction, and every view count and strategy picks
 from the same candidates (a run's first k views are exactly the views a k-view run would make: views are
@@ -42,16 +43,39 @@ def cached(scorer):
     return score
 
 
+def plot(table: Path) -> Path:
+    """Kaggle score against the number of views, one line per selection strategy, next to the table."""
+    import io
+
+    from arcsub.data import write_bytes_atomic
+    from arcsub.viz import curves_image
+
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for r in json.loads(table.read_text())["rows"].values():
+        xs, ys = series.setdefault(r["selection"], ([], []))
+        xs.append(r["views"])
+        ys.append(r["score"])
+    buf = io.BytesIO()
+    curves_image(series, "views", "Kaggle score").save(buf, format="PNG")
+    return write_bytes_atomic(table.with_suffix(".png"), buf.getvalue())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", help="run__*.json written by arcsub task-predict")
-    ap.add_argument("--solutions", required=True)
+    ap.add_argument("run", nargs="?", help="run__*.json written by arcsub task-predict")
+    ap.add_argument("--solutions")
+    ap.add_argument("--plot", metavar="TABLE", help="only draw TABLE.png from a table this script wrote")
     ap.add_argument(
         "--views", default="8,16,32,64,128", help="view counts to try (those above the run's are skipped)"
     )
     ap.add_argument("--strategies", default="vote,vote+likelihood,likelihood")
-    ap.add_argument("-o", "--out", required=True, help="JSON table")
+    ap.add_argument("-o", "--out", help="JSON table (and a PNG of it beside)")
     args = ap.parse_args()
+    if args.plot:
+        print(plot(Path(args.plot)))
+        return
+    if not (args.run and args.solutions and args.out):
+        ap.error("RUN, --solutions and -o are needed (or --plot TABLE)")
 
     run = json.loads(Path(args.run).read_text())
     solutions = resolve_path(args.solutions)
@@ -104,6 +128,7 @@ def main() -> None:
                 assert abs(scored["score"] - run["score"]) < 1e-9, (scored["score"], run["score"])
     print(format_metrics_table({n: r["metrics"] for n, r in rows.items()}, markdown=True))
     write_json_atomic(args.out, {"run": args.run, "rows": rows}, indent=2)
+    print(plot(Path(args.out)))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def test_answers_are_reverted_and_voted_and_input_copies_left_out(arc1_eval, mon
     copy the test input: the vote must still return the truth, mapped back from every D8/colour view."""
     ids = smallest(arc1_eval, 3)
     tasks = {t: arc1_eval[t] for t in ids}
-    cfg = TaskPredictConfig(views=9)
+    cfg = TaskPredictConfig(views=9, selection="vote")
     index = TaskIndex(ids)
     jobs = [j for t in tasks.values() for j in taskpredict._jobs(t, index.row(t.id), cfg)]
 
@@ -67,7 +67,7 @@ def test_answers_are_reverted_and_voted_and_input_copies_left_out(arc1_eval, mon
             # every view's answer is reverted to the original frame
             grids = [np.asarray(c["grid"]) for c in preds[t][i]]
             assert all(grids_equal(g, pair.output) or grids_equal(g, pair.input) for g in grids)
-    keep = TaskPredictConfig(views=9, drop_input_copies=False)
+    keep = TaskPredictConfig(views=9, selection="vote", drop_input_copies=False)
     _, with_copies = predict_tasks(tiny(num_tasks=3), index, tasks, keep, progress=False)
     assert grids_equal(np.asarray(with_copies[ids[0]][0][0]), tasks[ids[0]].test[0].input)
 

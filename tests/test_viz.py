@@ -151,6 +151,18 @@ def test_plot_draws_training_curves_of_real_logs(run_cli, tmp_path):
         assert (img == rgb).all(-1).sum() > 200
 
 
+def test_a_resumed_runs_log_is_one_curve_forward_in_steps(tmp_path):
+    """A run killed after step 30 resumes from its step-20 checkpoint and logs steps 30.. again."""
+    from arcsub.viz import read_log_series
+
+    log = tmp_path / "log.jsonl"
+    steps = [10, 20, 30, 30, 40]
+    log.write_text(
+        "".join(json.dumps({"step": s, "loss": 1.0 / (k + 1)}) + "\n" for k, s in enumerate(steps))
+    )
+    assert read_log_series(log, "step", "loss") == ([10.0, 20.0, 30.0, 40.0], [1.0, 0.5, 0.25, 0.2])
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
