@@ -56,6 +56,8 @@ class ArcTaskConfig(PretrainedConfig):
         num_tasks: int = 1,
         num_views: int = 8,
         rope_theta: float = 10000.0,
+        positions: str = "3d",
+        task_embedding: bool = True,
         rms_norm_eps: float = 1e-6,
         dropout: float = 0.0,
         initializer_range: float = 0.02,
@@ -74,6 +76,10 @@ class ArcTaskConfig(PretrainedConfig):
         self.num_tasks = num_tasks
         self.num_views = num_views
         self.rope_theta = rope_theta
+        self.positions = (
+            positions  # "3d": (column, row, grid) rotary axes; "1d": the token's index (ablation)
+        )
+        self.task_embedding = task_embedding  # False: no per-task row is added (ablation)
         self.rms_norm_eps = rms_norm_eps
         self.dropout = dropout
         self.initializer_range = initializer_range
@@ -95,6 +101,8 @@ def preset_config(preset: str, num_tasks: int, **overrides: Any) -> ArcTaskConfi
     cfg = ArcTaskConfig(**(PRESETS[preset] | {"num_tasks": max(1, num_tasks)} | overrides))
     if cfg.hidden_size % cfg.num_attention_heads or cfg.head_dim % 2 or cfg.head_dim < 6:
         raise ArcDataError(f"preset {preset}: head size {cfg.head_dim} must be even and at least 6")
+    if cfg.positions not in POSITIONS:
+        raise ArcDataError(f"positions {cfg.positions!r}: expected one of {', '.join(POSITIONS)}")
     return cfg
 
 
@@ -146,10 +154,29 @@ def next_output_position(
     return pos[:, None], col, row + is_nl.long()
 
 
+def sequence_positions(ids: torch.Tensor, bos: int = BOS) -> torch.Tensor:
+    """(..., seq) -> (..., seq, 1): each token's index since the last bos, plain 1-D RoPE (the ablation of
+    grid_positions); left padding before a bos gets 0."""
+    idx = torch.arange(ids.shape[-1], device=ids.device).expand_as(ids)
+    start = torch.where(ids == bos, idx, torch.full_like(idx, -1)).cummax(-1).values
+    return torch.where(start >= 0, idx - start, torch.zeros_like(idx)).unsqueeze(-1)
+
+
+POSITIONS = ("3d", "1d")  # ArcTaskConfig.positions: grid_positions or sequence_positions
+
+
+def token_positions(ids: torch.Tensor, config: ArcTaskConfig) -> torch.Tensor:
+    """The rotary coordinates the model's config asks for, from the token stream alone."""
+    if config.positions == "1d":
+        return sequence_positions(ids, config.bos_token_id)
+    return grid_positions(ids, config.bos_token_id, config.sep_token_id, config.newline_token_id)
+
+
 def rotary_tables(grid_pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin of shape (batch, 1, seq, head_dim/2): the rotary pairs split in three, one third per axis."""
-    pairs = head_dim // 2
-    sizes = (pairs // 3, pairs // 3, pairs - 2 * (pairs // 3))  # x, y, z (z gets the remainder)
+    """cos/sin of shape (batch, 1, seq, head_dim/2): the rotary pairs split evenly over the position's axes
+    (three for grid positions: x, y, z, the last getting the remainder; one for sequence positions)."""
+    pairs, n_axes = head_dim // 2, grid_pos.shape[-1]
+    sizes = [pairs // n_axes] * (n_axes - 1) + [pairs - (n_axes - 1) * (pairs // n_axes)]
     dev = grid_pos.device
     axis = torch.cat([torch.full((n,), a, device=dev) for a, n in enumerate(sizes)])
     freq = torch.cat([theta ** (-torch.arange(n, device=dev, dtype=torch.float32) / n) for n in sizes])
@@ -384,9 +411,11 @@ class ArcTaskForCausalLM(PreTrainedModel):
         """
         c = self.config
         if grid_pos is None:
-            grid_pos = grid_positions(input_ids, c.bos_token_id, c.sep_token_id, c.newline_token_id)
+            grid_pos = token_positions(input_ids, c)
         cos, sin = rotary_tables(grid_pos, c.head_dim, c.rope_theta)
-        h = self.embed_tokens(input_ids) + self.embed_tasks(_per_token(task_ids, input_ids))
+        h = self.embed_tokens(input_ids)
+        if c.task_embedding:
+            h = h + self.embed_tasks(_per_token(task_ids, input_ids))
         h = self.drop(h + self.embed_views(_per_token(view_ids, input_ids)))
         mask = self._mask(input_ids, attention_mask, packed, block_mask, cache)
         for i, layer in enumerate(self.layers):

@@ -167,6 +167,8 @@ def _decode_batch(
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     col = torch.zeros(n, dtype=torch.long, device=dev)  # where the next output token sits in its grid
     row = torch.zeros(n, dtype=torch.long, device=dev)
+    seq_pos = mask.sum(-1) - 1  # 1-D positions (ablation): the separator's index after bos
+    one_d = model.config.positions == "1d"
     for t in range(max_new):
         logp = logits.float().log_softmax(-1)
         allowed = logp if grammar is None else logp.masked_fill(~grammar.allowed(state), float("-inf"))
@@ -191,11 +193,15 @@ def _decode_batch(
             if n_done >= max(1, int(len(done) * COMPACT_AT)):  # drop finished rows from the batch
                 keep = (~done).nonzero()[:, 0]
                 cache.select(keep)
-                slot, tok, done, task, view, col, row = (
-                    x[keep] for x in (slot, tok, done, task, view, col, row)
+                slot, tok, done, task, view, col, row, seq_pos = (
+                    x[keep] for x in (slot, tok, done, task, view, col, row, seq_pos)
                 )
                 state = state.select(keep) if state is not None else None
-        pos, col, row = next_output_position(tok, col, row)
+        if one_d:
+            seq_pos = seq_pos + 1
+            pos = seq_pos[:, None, None]
+        else:
+            pos, col, row = next_output_position(tok, col, row)
         with decoding_sdpa_backends(dev):
             logits = model(tok[:, None], task, view, grid_pos=pos, cache=cache).logits[:, -1]
     toks, lens, fin, lps = out[:, 1:].tolist(), n_tokens.tolist(), finished.tolist(), logprob.tolist()

@@ -89,6 +89,9 @@ class TaskTrainConfig:
         "all"  # tasks: only the task-embedding table learns (test-time training)
     )
     dropout: float | None = None  # override the model's dropout
+    # architecture ablations, for a preset trained from scratch (None: the preset's 3-D positions, task rows on)
+    positions: Literal["3d", "1d"] | None = None
+    task_embedding: bool | None = None
     steps: int = 1000  # with `seconds`: the most steps the fitted schedule may take
     seconds: float = 0.0  # >0: fit the step count (and so the lr schedule) to this much training time
     rows: int = 4  # packed rows per device and micro-step
@@ -165,9 +168,13 @@ def build_model(cfg: TaskTrainConfig, source: PairSource) -> tuple[ArcTaskForCau
     torch.manual_seed(cfg.seed)
     if cfg.model in PRESETS:
         index = TaskIndex(source.task_ids)
-        extra = {} if cfg.dropout is None else {"dropout": cfg.dropout}
+        arch = {"dropout": cfg.dropout, "positions": cfg.positions, "task_embedding": cfg.task_embedding}
+        extra = {k: v for k, v in arch.items() if v is not None}
         return ArcTaskForCausalLM(preset_config(cfg.model, len(index), **extra)), index
     model, index = load_task_model(cfg.model)
+    for key in ("positions", "task_embedding"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) != getattr(model.config, key):
+            raise ArcDataError(f"{cfg.model}: {key}={getattr(model.config, key)}; a trained model keeps it")
     model.add_tasks(len(index.add(source.task_ids)))
     if cfg.dropout is not None:
         model.config.dropout = cfg.dropout

@@ -5,9 +5,10 @@
 #   pipe      the kernel path on the first 100 ARC-AGI-1 evaluation tasks, one worker per GPU
 #   scale     `arcsub train` small on 1, 2, 4 GPUs (as many as there are; torchrun), same global batch (16 rows of
 #             8192): the data-parallel scaling ratio
-#   task      task-embedding model, $TASK_CONFIG (default configs/task-transductive.yaml), DDP over every GPU,
-#             fitted to SECONDS of training (default 420); stops before LIMIT seconds of this call (default 560)
-#             with a checkpoint: run the stage again to resume
+#   task      task-embedding model, $TASK_CONFIG (default configs/task-transductive.yaml) plus $TASK_ARGS
+#             (key=value overrides; name the run with $TAG), DDP over the $NGPU GPUs (default: all), fitted to
+#             SECONDS of training (default 420); stops before LIMIT seconds of this call (default 560) with a
+#             checkpoint: run the stage again to resume
 #   predict   task-predict on all 400 evaluation tasks with $VIEWS views (default 32), once the model exists
 #   select    bench/task_selection.py on that prediction: 8/16/32/... views x vote / likelihood
 #   trainset  task-predict on the 400 ARC-AGI-1 training tasks ($TRAIN_VIEWS views, default 32): the seed's
@@ -17,7 +18,7 @@ set -uo pipefail
 out=$1; stages=$2; secs=${3:-420}; limit=${4:-560}; t0=$(date +%s); w=/tmp/w; mkdir -p "$out" "$w"
 d=${ARCSUB_DATA}/arc-agi-1; ev=$d/arc-agi_evaluation_challenges.json; evs=$d/arc-agi_evaluation_solutions.json
 cfg=${TASK_CONFIG:-configs/task-transductive.yaml}; views=${VIEWS:-32}; tviews=${TRAIN_VIEWS:-32}
-a="python -m arcsub.cli"; n=$(nvidia-smi -L | wc -l); run=$(basename $cfg .yaml)-${n}gpu-${secs}s
+a="python -m arcsub.cli"; n=${NGPU:-$(nvidia-smi -L | wc -l)}; run=$(basename $cfg .yaml)${TAG:+-$TAG}-${n}gpu-${secs}s
 has() { [[ ",$stages," == *",$1,"* ]]; }
 if has pipe; then
   $a dry-run --tasks 100 --first -o $w/pipe$n --json workers=0 ttft.steps=32 ttft.seq_len=2048 ttft.max_len=2048 \
@@ -46,7 +47,8 @@ fi
 if has task; then
   left=$(( limit - ($(date +%s) - t0) - 20 ))
   torchrun --standalone --nproc_per_node=$n -m arcsub.cli task-train --config $cfg \
-    name=$run seconds=$secs steps=100000 time_budget=$left out_dir=$w --quiet 2>&1 | grep -v -i warn | tail -n 8
+    name=$run seconds=$secs steps=100000 time_budget=$left out_dir=$w ${TASK_ARGS:-} --quiet 2>&1 | grep -v -i warn \
+    | tail -n 8
   cp $w/$run/log.jsonl "$out/${run}_log.jsonl"; cp $w/$run/plan.json "$out/${run}_plan.json" 2>/dev/null
 fi
 if has predict && [ -f $w/$run/model/config.json ]; then

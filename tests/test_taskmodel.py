@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from arcsub.data import ArcDataError
 from arcsub.infer.base import SamplingSettings
 from arcsub.taskdata import EOS, PAD, SEP, TaskIndex, decode_grid, encode_pair
 from arcsub.taskmodel import (
@@ -18,6 +19,7 @@ from arcsub.taskmodel import (
     next_output_position,
     preset_config,
     save_task_model,
+    sequence_positions,
 )
 from arcsub.taskpredict import _decode_batch, score_answers
 
@@ -51,9 +53,9 @@ def _pos(ids) -> list[tuple[int, ...]]:
     return [tuple(p) for p in grid_positions(torch.as_tensor(ids)[None])[0].tolist()]
 
 
-def tiny(num_tasks: int = 4, seed: int = 0) -> ArcTaskForCausalLM:
+def tiny(num_tasks: int = 4, seed: int = 0, **arch) -> ArcTaskForCausalLM:
     torch.manual_seed(seed)
-    return ArcTaskForCausalLM(preset_config("tiny", num_tasks)).eval()
+    return ArcTaskForCausalLM(preset_config("tiny", num_tasks, **arch)).eval()
 
 
 def test_grid_positions_of_a_2x3_to_3x2_pair():
@@ -94,6 +96,23 @@ def test_incremental_output_positions_equal_grid_positions_of_the_whole_stream()
     for t in range(1, n):
         pos, col, row = next_output_position(ids[:, t], col, row)
         assert torch.equal(pos[:, 0], whole[:, t]), t
+
+
+def test_sequence_positions_count_from_each_bos_and_the_ablations_change_the_model():
+    ids = encode_pair(INP, OUT)
+    packed = torch.as_tensor(np.concatenate([[PAD, PAD], ids, ids[:5]]))
+    pos = sequence_positions(packed)[..., 0].tolist()
+    assert pos == [0, 0] + list(range(len(ids))) + list(range(5))
+    x = torch.as_tensor(ids)[None]
+    with torch.no_grad():
+        grid, flat = tiny(positions="3d")(x, 1, 0).logits, tiny(positions="1d")(x, 1, 0).logits
+        blind = tiny(task_embedding=False)
+        assert not torch.allclose(grid, flat)  # same weights (same seed), other rotary coordinates
+        assert torch.equal(
+            blind(x, 1, 0).logits, blind(x, 3, 0).logits
+        )  # no task row: the task id is ignored
+    with pytest.raises(ArcDataError, match="positions"):
+        preset_config("tiny", 2, positions="2d")
 
 
 def test_packed_rows_equal_separate_sequences():
@@ -151,10 +170,11 @@ def test_add_tasks_keeps_old_rows_and_outputs(tmp_path):
     assert torch.equal(loaded.embed_tasks.weight, model.embed_tasks.weight)
 
 
-def test_kv_cache_decoding_equals_full_recomputation():
+@pytest.mark.parametrize("positions", ["3d", "1d"])
+def test_kv_cache_decoding_equals_full_recomputation(positions):
     """Greedy decoding with the cache (left-padded batch) picks the argmax of a full forward at every step,
-    and its log-probability is what teacher forcing over the whole sequence gives."""
-    model = tiny(num_tasks=3, seed=1)
+    and its log-probability is what teacher forcing over the whole sequence gives (both position kinds)."""
+    model = tiny(num_tasks=3, seed=1, positions=positions)
     with torch.no_grad():
         model.lm_head.weight[EOS] = 0.0  # rarely the argmax: rows run for many cached steps
     prompts = [encode_pair(INP), encode_pair(np.arange(12).reshape(3, 4) % 10), encode_pair(OUT)]
@@ -178,13 +198,14 @@ def test_kv_cache_decoding_equals_full_recomputation():
             assert s == pytest.approx(lp, abs=1e-3)
 
 
-def test_dropping_finished_rows_changes_no_answer(monkeypatch):
+@pytest.mark.parametrize("positions", ["3d", "1d"])
+def test_dropping_finished_rows_changes_no_answer(monkeypatch, positions):
     """Rows that finish early leave the decoding batch (KV cache included); the answers of every row, early or
     late, are those of a batch that keeps all rows to the end."""
     from arcsub import taskpredict
     from arcsub.taskmodel import KVCache
 
-    model = tiny(num_tasks=4, seed=4)
+    model = tiny(num_tasks=4, seed=4, positions=positions)
     with torch.no_grad():
         model.lm_head.weight[EOS] *= 4.0  # some rows end early, others run on
     grids = [INP, OUT, np.arange(12).reshape(3, 4) % 10, np.eye(4, dtype=int) * 3, np.ones((2, 5), int) * 7]

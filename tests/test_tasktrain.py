@@ -194,6 +194,17 @@ def test_ttt_adds_task_rows_and_can_train_only_them(arc1_train, arc1_eval, tmp_p
             assert torch.equal(p, body0[n]), n
 
 
+def test_architecture_ablations_are_saved_with_the_model_and_kept(arc1_train, tmp_path):
+    """1-D positions and no task rows train from scratch, reload as such, and a continued run cannot flip them."""
+    train_ch, _ = write_subset(arc1_train, smallest(arc1_train, 2), tmp_path, "pre")
+    common = [f"data.challenges=[{train_ch}]", "steps=2", "seq_len=512", f"out_dir={tmp_path / 'runs'}"]
+    run = train(tiny_config(*common, "positions=1d", "task_embedding=false"), progress=False)
+    model, _ = load_task_model(run / "model")
+    assert (model.config.positions, model.config.task_embedding) == ("1d", False)
+    with pytest.raises(ArcDataError, match="positions=1d; a trained model keeps it"):
+        train(tiny_config(*common, f"model={run / 'model'}", "positions=3d", "name=again"), progress=False)
+
+
 def test_seconds_fit_the_step_count_and_a_resume_keeps_it(arc1_train, tmp_path):
     ch, _ = write_subset(arc1_train, smallest(arc1_train, 3), tmp_path, "three")
     common = [f"data.challenges=[{ch}]", "seq_len=512", "log_every=1", "optim.warmup=40", "steps=100000"]
