@@ -61,6 +61,9 @@ class TaskPipelineConfig:
     train_share: float = 0.7  # of the time left after start-up, the part training gets; prediction the rest
     gpus: int = 0  # GPUs to train on (torchrun when more than one); 0 = every visible GPU
     chunk: int = 50  # tasks per prediction chunk (submission.json improves after each)
+    # also train on the challenge files beside the test file that come with their solutions (Kaggle's
+    # competition folder ships the training and evaluation sets: hundreds of solved tasks at no cost)
+    beside_data: bool = True
 
 
 def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskPipelineConfig:
@@ -68,13 +71,36 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskP
     return load_config(TaskPipelineConfig, path, overrides)
 
 
-def train_config(cfg: TaskPipelineConfig, test_file: Path, out: Path, seconds: float) -> TaskTrainConfig:
-    """The task-train config of this run: test tasks' demonstrations in, training sources that are missing
-    here (a Kaggle machine without the training data) left out with a warning, the schedule fitted to
-    `seconds` when it is > 0."""
+BESIDE = ("arc-agi_training_challenges.json", "arc-agi_evaluation_challenges.json")
+
+
+def solved_files_beside(challenges: Path) -> list[str]:
+    """The known challenge files in the test file's folder that have their solutions beside them (never the
+    test file itself): on Kaggle, the competition's own training and evaluation sets."""
+    test = Path(challenges).resolve()
+    found = [test.with_name(name) for name in BESIDE]
+    return [
+        str(p)
+        for p in found
+        if p != test and p.exists() and p.with_name(p.name.replace("_challenges", "_solutions")).exists()
+    ]
+
+
+def train_config(
+    cfg: TaskPipelineConfig, test_file: Path, out: Path, seconds: float, beside: Path | None = None
+) -> TaskTrainConfig:
+    """The task-train config of this run: test tasks' demonstrations in, the solved files `beside` the
+    original test file added (cfg.beside_data), training sources that are missing here (a Kaggle machine
+    without the training data) left out with a warning, the schedule fitted to `seconds` when it is > 0."""
     from_scratch = cfg.model in PRESETS
     d = cfg.train.data
     challenges = [c for c in d.challenges if _exists(c)]
+    if cfg.beside_data and beside is not None:
+        have = {resolve_path(c).resolve() for c in challenges}
+        extra = [f for f in solved_files_beside(beside) if Path(f) not in have]
+        if extra:
+            log.info("training also on %s (solved, beside the test file)", ", ".join(extra))
+        challenges += extra
     re_arc = d.re_arc if d.re_arc and _exists(d.re_arc) else None
     for missing in [c for c in d.challenges if c not in challenges] + (
         [d.re_arc] if d.re_arc and not re_arc else []
@@ -220,7 +246,8 @@ def run_pipeline(
         raise ArcDataError(f"time_budget={cfg.time_budget:g}: too little time to train a task model")
     gpus = cfg.gpus or max(1, gpu_count())
     t0 = time.time()
-    model_dir = train_task_model(train_config(cfg, test_file, out, seconds), gpus)
+    beside = resolve_path(challenges)
+    model_dir = train_task_model(train_config(cfg, test_file, out, seconds, beside), gpus)
     t_train = time.time() - t0
     ids = list(tasks)
     shards = [ids[r::gpus] for r in range(min(gpus, len(ids)))]

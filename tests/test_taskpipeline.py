@@ -130,3 +130,24 @@ def test_training_tasks_that_are_test_tasks_are_left_out_of_training(arc1_train,
         summary = run_pipeline(test_ch, tmp_path / "run", cfg)
     assert summary["predicted"] == 2
     assert any("2 arc task(s) are test tasks here" in r.getMessage() for r in caplog.records)
+
+
+def test_solved_files_beside_the_test_file_join_training(arc1_train, arc1_eval, tmp_path):
+    """Kaggle's competition folder holds the training and evaluation sets with solutions next to the hidden
+    test file: the pipeline trains on them too; never on the test file itself or on a file without solutions."""
+    from test_tasktrain import smallest, write_subset
+
+    from arcsub.taskpipeline import train_config
+
+    comp = tmp_path / "arc-prize-2024"
+    write_subset(arc1_train, smallest(arc1_train, 2), comp, "arc-agi_training")
+    ev_ch, ev_sol = write_subset(arc1_eval, smallest(arc1_eval, 2), comp, "arc-agi_evaluation")
+    test_ch, _ = write_subset(arc1_eval, smallest(arc1_eval, 1), comp, "arc-agi_test")
+    cfg = load_pipeline_config(CPU, [*FAST, "beside_data=true"])
+    sources = train_config(cfg, tmp_path / "t.json", tmp_path, 0, test_ch).data.challenges
+    assert sources == [str(comp / "arc-agi_training_challenges.json"), str(ev_ch)]
+    ev_sol.unlink()  # no solutions: not a training source
+    assert train_config(cfg, tmp_path / "t.json", tmp_path, 0, test_ch).data.challenges == sources[:1]
+    assert train_config(cfg, tmp_path / "t.json", tmp_path, 0, ev_ch).data.challenges == sources[:1]  # itself
+    off = load_pipeline_config(CPU, FAST)  # the CPU dry-run config leaves them out
+    assert train_config(off, tmp_path / "t.json", tmp_path, 0, test_ch).data.challenges == []
