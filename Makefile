@@ -49,12 +49,14 @@ $(KAGGLE_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,kaggle]"
 	touch $(KAGGLE_STAMP)
 
-# out/kaggle/arcsub-wheels, out/kaggle/arcsub-model and kernels/build (MODEL=dir, EXTRAS=vllm, COMPETITION=...,
+# out/kaggle/arcsub-wheels, out/kaggle/arcsub-model (+ arcsub-data with PIPELINE=task) and kernels/build
+# (MODEL=dir, EXTRAS=vllm, COMPETITION=...,
 # PIPELINE=task: the notebook trains a task-embedding model on the hidden tasks instead of per-task TTFT;
 # OVERRIDES="k=v ...": pipeline config overrides baked into the notebook)
 kaggle-build: $(KAGGLE_STAMP)
 	$(BIN)/python tools/build_wheels.py $(_EXTRAS)
 	$(BIN)/python tools/build_model_dataset.py $(MODEL)
+	$(if $(filter task,$(PIPELINE)),$(BIN)/python tools/build_data_dataset.py)
 	$(BIN)/python tools/build_kernel.py --competition $(COMPETITION) $(_EXTRAS) --pipeline $(PIPELINE) --overrides "$(OVERRIDES)"
 
 # build everything, then upload with the kaggle CLI; DRY_RUN=1 builds and prints the commands only

@@ -72,6 +72,7 @@ CHALLENGES_FILE = "arc-agi_test_challenges.json"
 SUBMISSION_FILE = "submission.json"
 MODEL_MANIFEST = "manifest.json"
 MODEL_KIND = "arcsub-model"
+DATA_KIND = "arcsub-data"  # a training-data dataset (tools/build_data_dataset.py): ARCSUB_DATA points at it
 WHEELS_MANIFEST = "arcsub-wheels.json"
 WHEELS_KIND = "arcsub-wheels"
 DEFAULT_PIPELINE = "arcsub.pipeline:run_pipeline"
@@ -283,6 +284,34 @@ def find_model_dataset(paths: KagglePaths, name: str | None = None) -> ModelData
     if len(found) > 1:
         log.warning("several model datasets, using %s", found[0][0])
     return ModelDataset(*found[0])
+
+
+def use_data_dataset(paths: KagglePaths, env: Mapping[str, str] | None = None) -> Path | None:
+    """Point ARCSUB_DATA (what `data:` paths resolve to) at an attached data dataset, unless it is set; folders
+    Kaggle left zipped are unpacked under the working folder first. Returns the folder used, or None."""
+    if _env("ARCSUB_DATA", env):
+        return None
+    found = [
+        (m.parent, man)
+        for m in _walk(paths.input, MODEL_MANIFEST)
+        if (man := read_manifest(m, DATA_KIND)) is not None
+    ]
+    if not found:
+        return None
+    root, manifest = found[0]
+    folders = [str(f) for f in manifest.get("folders", [])]
+    zipped = [f for f in folders if not (root / f).is_dir()]
+    moved = {f: unpack_folder(root / f, paths.working / "arcsub-data" / f) for f in zipped}
+    verify_dataset_files(root, manifest, moved=moved)
+    base = root
+    if moved:  # one folder that holds every data folder, unpacked or not
+        base = paths.working / "arcsub-data"
+        for f in folders:
+            if f not in moved and not (base / f).exists():
+                (base / f).symlink_to(root / f, target_is_directory=True)
+    os.environ["ARCSUB_DATA"] = str(base)
+    log.info("data dataset %s (%s): ARCSUB_DATA=%s", root, ", ".join(folders), base)
+    return base
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -824,6 +853,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             cfg = set_field(cfg, "model", str(model_dir))
             if adapters is not None:  # a trained LoRA that TTFT starts from
                 cfg = set_field(cfg, "ttft.adapter", str(adapters))
+        use_data_dataset(paths, env)
         cfg = apply_runtime(cfg, gpus)
         workers = getattr(cfg, "workers", 0) or max(1, gpus.count)
 

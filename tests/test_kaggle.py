@@ -408,3 +408,31 @@ def test_finalize_repairs_a_broken_submission(tmp_path, arc1_eval):
     assert res["predicted"] == 1
     out = load_submission(sub, tasks)
     assert out[ids[0]][0]["attempt_1"].tolist() == [[1]]
+
+
+def test_an_attached_data_dataset_becomes_the_data_folder(kaggle_env, monkeypatch, tmp_path, data_root):  # noqa: F811
+    """The task pipeline's `data:re-arc` resolves inside the attached data dataset, also when Kaggle left the
+    folder zipped; an ARCSUB_DATA the user set wins."""
+    from arcsub.data import resolve_path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import build_data_dataset
+    from test_tools import re_arc_slice
+
+    ds = kaggle_env / "input" / "arcsub-data"
+    src = re_arc_slice(data_root, tmp_path / "src")
+    build_data_dataset.build(
+        src, ["re-arc"], ds, user="alice", slug="arcsub-data", title="arcsub data", license_name="other"
+    )
+    paths = kaggle.kaggle_paths()
+    monkeypatch.setenv("ARCSUB_DATA", "/elsewhere")
+    assert kaggle.use_data_dataset(paths) is None and str(resolve_path("data:x")) == "/elsewhere/x"
+    monkeypatch.setenv("ARCSUB_DATA", "")  # unset (restored after the test)
+    assert kaggle.use_data_dataset(paths) == ds
+    assert len(list(resolve_path("data:re-arc/tasks").glob("*.json"))) == 3
+    shutil.make_archive(str(ds / "re-arc"), "zip", ds / "re-arc")  # as `--dir-mode zip` uploads it
+    shutil.rmtree(ds / "re-arc")
+    monkeypatch.setenv("ARCSUB_DATA", "")
+    base = kaggle.use_data_dataset(paths)
+    assert base == paths.working / "arcsub-data"
+    assert len(list(resolve_path("data:re-arc/tasks").glob("*.json"))) == 3

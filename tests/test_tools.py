@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / "tools"
 sys.path.insert(0, str(TOOLS))
 
+import build_data_dataset  # noqa: E402
 import build_kernel  # noqa: E402
 import build_model_dataset  # noqa: E402
 import build_wheels  # noqa: E402
@@ -25,6 +26,7 @@ import kaggle_common  # noqa: E402
 import kaggle_push  # noqa: E402
 
 from arcsub.data import load_tasks, read_json  # noqa: E402
+from arcsub.kaggle import sha256_file  # noqa: E402
 from arcsub.submission import load_submission  # noqa: E402
 
 
@@ -186,9 +188,7 @@ def test_model_dataset(tmp_path, tiny_model, capsys, no_kaggle_creds):
         man["kind"] == "arcsub-model" and man["model_dir"] == "." and man["weights"] == ["model.safetensors"]
     )
     assert "trainer_state.pt" not in man["files"] and not (out / "trainer_state.pt").exists()
-    assert man["files"]["model.safetensors"]["sha256"] == build_model_dataset.sha256_file(
-        tiny_model / "model.safetensors"
-    )
+    assert man["files"]["model.safetensors"]["sha256"] == sha256_file(tiny_model / "model.safetensors")
     assert man["config"]["hidden_size"] == 64 and man["settings"]["preset"] == "tiny"
     assert "tokenizer.json" in man["tokenizer_files"]
     assert read_json(out / "dataset-metadata.json")["id"] == "bob/arcsub-model"
@@ -242,6 +242,33 @@ def test_model_dataset_bad_input(tmp_path, tiny_model, capsys, no_kaggle_creds):
     assert_one_line_error(rc, err, "build_model_dataset", "adapter_config.json")
 
 
+def re_arc_slice(data_root: Path, dest: Path, n: int = 3) -> Path:
+    """A data folder holding the first n RE-ARC task files and the data README."""
+    (dest / "re-arc" / "tasks").mkdir(parents=True)
+    for f in sorted((data_root / "re-arc" / "tasks").glob("*.json"))[:n]:
+        (dest / "re-arc" / "tasks" / f.name).write_bytes(f.read_bytes())
+    (dest / "README.md").write_text((data_root / "README.md").read_text())
+    return dest
+
+
+def test_data_dataset(tmp_path, capsys, no_kaggle_creds, data_root):
+    src = re_arc_slice(data_root, tmp_path / "data")
+    out = tmp_path / "data-ds"
+    rc, text, err = run_tool(build_data_dataset, [src, "--out", out, "--user", "bob"], capsys)
+    assert rc == 0, err
+    man = read_json(out / "manifest.json")
+    assert man["kind"] == "arcsub-data" and man["folders"] == ["re-arc"]
+    assert (
+        len([f for f in man["files"] if f.startswith("re-arc/tasks/")]) == 3 and "README.md" in man["files"]
+    )
+    assert read_json(out / "dataset-metadata.json")["id"] == "bob/arcsub-data"
+    rc, text, _ = run_tool(build_data_dataset, [src, "--out", out, "--user", "bob"], capsys)
+    assert rc == 0 and text.strip().endswith("unchanged")
+    rc, _, err = run_tool(build_data_dataset, [src, "--out", tmp_path / "o", "--folders", "nope"], capsys)
+    assert_one_line_error(rc, err, "build_data_dataset", "data folder not found")
+    assert not (tmp_path / "o").exists()
+
+
 # ------------------------------------------------------------------------------------------- kernel
 
 
@@ -289,6 +316,7 @@ def test_kernel_variants(tmp_path, competition, shape, capsys, no_kaggle_creds):
     cell = "".join(read_json(task["notebook"])["cells"][1]["source"])
     assert '"arcsub.taskpipeline:run_pipeline"' in cell
     assert 'os.environ.setdefault("ARCSUB_OVERRIDES", "train.seconds=60 a=\\"b c\\"")' in cell
+    assert task["metadata"]["dataset_sources"][-1] == "carol/arcsub-data"  # its training data (RE-ARC)
 
 
 def test_install_cell_skippable_and_clear(tmp_path, monkeypatch, no_kaggle_creds):
@@ -347,6 +375,19 @@ def test_push_dry_run_prints_commands(tmp_path, tiny_model, capsys, no_kaggle_cr
     assert f"kaggle kernels push -p {tmp_path / 'k'}" in out
     assert any("no Kaggle credentials" in line for line in err)
     assert (tmp_path / "k" / "kernel-metadata.json").is_file()  # built, just not uploaded
+    assert "arcsub-data" not in out  # the in-context pipeline needs no data dataset
+
+
+def test_push_dry_run_of_the_task_pipeline_builds_the_data_dataset(
+    tmp_path, capsys, no_kaggle_creds, data_root
+):
+    argv = ["--dry-run", "--wheel-arg=--no-download", "--out", tmp_path / "o", "--kernel-out", tmp_path / "k"]
+    rc, out, err = run_tool(kaggle_push, [*argv, "--pipeline", "task"], capsys)
+    assert rc == 0, err
+    assert f"kaggle datasets create -p {tmp_path / 'o' / 'arcsub-data'}" in out
+    assert read_json(tmp_path / "o" / "arcsub-data" / "manifest.json")["folders"] == ["re-arc"]
+    sources = read_json(tmp_path / "k" / "kernel-metadata.json")["dataset_sources"]
+    assert sources[-1] == f"{kaggle_common.PLACEHOLDER_USER}/arcsub-data"
 
 
 def test_push_needs_credentials_and_client(tmp_path, capsys, monkeypatch, no_kaggle_creds):
@@ -425,9 +466,7 @@ def test_push_with_the_real_client_against_a_local_standin(tmp_path, tiny_model,
     uploads = {r["name"]: r for r in reqs if r["verb"] == "PUT"}
     assert {"model.safetensors", "manifest.json", "arcsub-wheels.json"} <= set(uploads)
     assert "dataset-metadata.json" not in uploads
-    assert uploads["model.safetensors"]["sha256"] == build_model_dataset.sha256_file(
-        tiny_model / "model.safetensors"
-    )
+    assert uploads["model.safetensors"]["sha256"] == sha256_file(tiny_model / "model.safetensors")
     kernel = next(r["body"] for r in reqs if r.get("rpc") == "SaveKernel")
     assert kernel["slug"] == "alice/arcsub-submission-2024" and kernel["enableGpu"] is True
     assert kernel["enableInternet"] is False and kernel["competitionDataSources"] == ["arc-prize-2024"]

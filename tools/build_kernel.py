@@ -146,6 +146,7 @@ def build(
     title: str | None = None,
     wheels_dataset: str | None = None,
     model_dataset: str | None = None,
+    data_dataset: str | None = None,
     extras: str = "",
     source: Path = SOURCE,
     machine_shape: str | None = "default",
@@ -162,6 +163,8 @@ def build(
             f"kernel title {title!r} does not give the slug {slug!r} (Kaggle derives one from the other)"
         )
     datasets = [wheels_dataset or f"{user}/arcsub-wheels", model_dataset or f"{user}/arcsub-model"]
+    if pipeline == "task":  # its training data (RE-ARC): tools/build_data_dataset.py
+        datasets.append(data_dataset or f"{user}/arcsub-data")
     for d in datasets:
         if d.count("/") != 1:
             raise ToolError(f"dataset {d!r}: expected <user>/<slug>")
@@ -217,6 +220,10 @@ def main(argv: Sequence[str]) -> int:
         "--wheels-dataset", help="<user>/<slug> of the wheel dataset (default <user>/arcsub-wheels)"
     )
     p.add_argument("--model-dataset", help="<user>/<slug> of the model dataset (default <user>/arcsub-model)")
+    p.add_argument(
+        "--data-dataset",
+        help="<user>/<slug> of the data dataset, --pipeline task (default <user>/arcsub-data)",
+    )
     p.add_argument("--extras", default="", help="arcsub extras the notebook installs (e.g. vllm)")
     p.add_argument(
         "--machine-shape",
@@ -246,6 +253,7 @@ def main(argv: Sequence[str]) -> int:
         title=args.title,
         wheels_dataset=args.wheels_dataset,
         model_dataset=args.model_dataset,
+        data_dataset=args.data_dataset,
         extras=args.extras,
         source=args.source,
         machine_shape=shape,

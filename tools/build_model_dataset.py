@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,12 +37,14 @@ from kaggle_common import (
     parser,
     rel,
     run_tool,
+    sync_files,
+    tree_files,
     write_json_if_changed,
 )
 
 import arcsub
 from arcsub.data import ArcDataError
-from arcsub.kaggle import MODEL_KIND, MODEL_MANIFEST, sha256_file, verify_dataset_files
+from arcsub.kaggle import MODEL_KIND, MODEL_MANIFEST, verify_dataset_files
 
 PROG = "build_model_dataset"
 LEFTOVERS = (
@@ -90,14 +91,6 @@ def model_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def tree_files(root: Path) -> list[Path]:
-    return sorted(
-        f
-        for f in root.rglob("*")
-        if f.is_file() and "__pycache__" not in f.parts and not f.name.startswith(".")
-    )
-
-
 def read_json_file(path: Path) -> dict[str, Any]:
     try:
         obj = json.loads(path.read_text())
@@ -106,17 +99,6 @@ def read_json_file(path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ToolError(f"{path}: expected a JSON object")
     return obj
-
-
-def copy_if_changed(src: Path, dest: Path, digest: str) -> bool:
-    """Copy unless `dest` already has this content; True when copied."""
-    if dest.is_file() and dest.stat().st_size == src.stat().st_size and sha256_file(dest) == digest:
-        return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dest)
-    return True
 
 
 def build(
@@ -166,24 +148,7 @@ def build(
         raise ToolError(f"{model_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...)")
     weights = sorted(n for n in plan if "/" not in n and (n.endswith(".safetensors") or n.endswith(".bin")))
 
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, dict[str, Any]] = {}
-    copied: list[str] = []
-    for name, src in plan.items():
-        digest = sha256_file(src)
-        if copy_if_changed(src, out / name, digest):
-            copied.append(name)
-        files[name] = {"size": src.stat().st_size, "sha256": digest}
-    keep = set(files) | {MODEL_MANIFEST, "dataset-metadata.json"}
-    removed = []
-    for f in tree_files(out):
-        name = f.relative_to(out).as_posix()
-        if name not in keep:
-            f.unlink()
-            removed.append(name)
-    for d in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        if not any(d.iterdir()):
-            d.rmdir()
+    files, copied, removed = sync_files(plan, out, {MODEL_MANIFEST, "dataset-metadata.json"})
 
     manifest = {
         "kind": MODEL_KIND,

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -204,3 +205,52 @@ def rel(path: Path) -> str:
         return str(Path(path).resolve().relative_to(REPO))
     except ValueError:
         return str(path)
+
+
+def tree_files(root: Path) -> list[Path]:
+    return sorted(
+        f
+        for f in root.rglob("*")
+        if f.is_file() and "__pycache__" not in f.parts and not f.name.startswith(".")
+    )
+
+
+def copy_if_changed(src: Path, dest: Path, digest: str) -> bool:
+    """Copy unless `dest` already has this content; True when copied."""
+    from arcsub.kaggle import sha256_file
+
+    if dest.is_file() and dest.stat().st_size == src.stat().st_size and sha256_file(dest) == digest:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)
+    return True
+
+
+def sync_files(
+    plan: dict[str, Path], out: Path, keep: set[str]
+) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
+    """Make `out` hold exactly `plan` ({name in out: source file}) plus the `keep` names: copy what changed,
+    remove what is no longer planned. Returns (files {name: size, sha256}, copied names, removed names), so an
+    unchanged source gives an unchanged folder (and the kaggle CLI uploads nothing new)."""
+    from arcsub.kaggle import sha256_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, dict[str, Any]] = {}
+    copied: list[str] = []
+    for name, src in plan.items():
+        digest = sha256_file(src)
+        if copy_if_changed(src, out / name, digest):
+            copied.append(name)
+        files[name] = {"size": src.stat().st_size, "sha256": digest}
+    removed = []
+    for f in tree_files(out):
+        name = f.relative_to(out).as_posix()
+        if name not in files and name not in keep:
+            f.unlink()
+            removed.append(name)
+    for d in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(d.iterdir()):
+            d.rmdir()
+    return files, copied, removed

@@ -4,10 +4,11 @@
     make kaggle-push [DRY_RUN=1] [COMPETITION=arc-prize-2025] [MODEL=dir] [EXTRAS=vllm]
 
 Steps: check credentials (~/.kaggle/kaggle.json, or KAGGLE_USERNAME and KAGGLE_KEY) and the kaggle package;
-build out/kaggle/arcsub-wheels (tools/build_wheels.py), out/kaggle/arcsub-model (tools/build_model_dataset.py)
-and kernels/build (tools/build_kernel.py) under the credentials' user; then for each dataset
-`kaggle datasets status` decides between `kaggle datasets version -p DIR -m MSG` (it exists) and
-`kaggle datasets create -p DIR` (new); it waits until both datasets are ready and runs
+build out/kaggle/arcsub-wheels (tools/build_wheels.py), out/kaggle/arcsub-model (tools/build_model_dataset.py),
+with --pipeline task out/kaggle/arcsub-data (tools/build_data_dataset.py: RE-ARC), and kernels/build
+(tools/build_kernel.py) under the credentials' user; then for each dataset `kaggle datasets status` decides
+between `kaggle datasets version -p DIR -m MSG` (it exists) and `kaggle datasets create -p DIR` (new); it waits
+until every dataset is ready and runs
 `kaggle kernels push -p kernels/build`. --dry-run does everything but the upload and prints the commands.
 """
 
@@ -20,6 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import build_data_dataset
 import build_kernel
 import build_model_dataset
 import build_wheels
@@ -167,6 +169,8 @@ def main(argv: Sequence[str]) -> int:
         print(f"{PROG}: note: uploading as {args.user} with {creds[0]}'s credentials", file=sys.stderr)
 
     wheels_dir, model_dir = args.out / "arcsub-wheels", args.out / "arcsub-model"
+    data_ds = args.out / "arcsub-data"  # the task pipeline's training data (RE-ARC)
+    folders = [wheels_dir, model_dir] + ([data_ds] if args.pipeline == "task" else [])
     steps = [
         (
             build_wheels.main,
@@ -184,6 +188,7 @@ def main(argv: Sequence[str]) -> int:
                 *(["--config", str(args.config)] if args.config else []),
             ],
         ),
+        *([(build_data_dataset.main, ["--out", str(data_ds), "--user", user])] if data_ds in folders else []),
         (
             build_kernel.main,
             [
@@ -206,13 +211,13 @@ def main(argv: Sequence[str]) -> int:
         rc = fn(fn_args)
         if rc:
             return rc
-    refs = [check_dataset_metadata(d)["id"] for d in (wheels_dir, model_dir)]
+    refs = [check_dataset_metadata(d)["id"] for d in folders]
     manifest_name = build_model_dataset.read_json_file(model_dir / "manifest.json").get("name", "model")
     message = args.message or f"arcsub {arcsub.__version__}, model {manifest_name}"
 
     if args.dry_run:
         print(f"{PROG}: dry run - these commands would upload (nothing was sent):")
-        for ref, folder in zip(refs, (wheels_dir, model_dir), strict=True):
+        for ref, folder in zip(refs, folders, strict=True):
             print(f"  {show(status_command(ref))}   # exists? then")
             print(f"    {show(version_command(folder, message))}")
             print(f"  # else\n    {show(create_command(folder, args.public))}")
@@ -227,7 +232,7 @@ def main(argv: Sequence[str]) -> int:
             print(f"{PROG}: note: {n}", file=sys.stderr)
         return 0
 
-    for ref, folder in zip(refs, (wheels_dir, model_dir), strict=True):
+    for ref, folder in zip(refs, folders, strict=True):
         exists = dataset_exists(ref)
         cmd = version_command(folder, message) if exists else create_command(folder, args.public)
         proc = call(cmd, "upload")

@@ -1,0 +1,128 @@
+"""Pack training data into the Kaggle dataset the task-model notebook trains on (RE-ARC by default).
+
+    python tools/build_data_dataset.py [DATA_DIR] [--folders re-arc,arc-agi-1] [--out out/kaggle/arcsub-data]
+                                       [--user U] [--slug arcsub-data]
+
+Why: the task-model pipeline (`PIPELINE=task`) trains on the hidden tasks' demonstrations plus solved tasks.
+The competition folder brings its own training and evaluation sets (the pipeline's `beside_data`), but not
+RE-ARC's generated pairs, which the measured recipe also trains on (configs/task-transductive.yaml). This
+dataset carries them: the notebook finds it by its manifest and points `ARCSUB_DATA` at it, so the config's
+`data:re-arc` resolves there, unchanged.
+
+DATA_DIR (default: where `data:` paths resolve, $ARCSUB_DATA or ../shared/data) holds the folders; the dataset
+gets each chosen folder as it is, the data README (sources and licences) when there is one, manifest.json
+(kind "arcsub-data": every file's size and sha256) and dataset-metadata.json. Re-running copies only what
+changed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kaggle_common import (
+    OUT,
+    ToolError,
+    check_dataset_metadata,
+    dataset_metadata,
+    human,
+    kaggle_user,
+    parser,
+    rel,
+    run_tool,
+    sync_files,
+    tree_files,
+    write_json_if_changed,
+)
+
+import arcsub
+from arcsub.data import data_dir
+from arcsub.kaggle import DATA_KIND, MODEL_MANIFEST, verify_dataset_files
+
+PROG = "build_data_dataset"
+README = "README.md"
+
+
+def build(
+    source: Path, folders: Sequence[str], out: Path, *, user: str, slug: str, title: str, license_name: str
+) -> dict[str, Any]:
+    if not folders:
+        raise ToolError("--folders: name at least one folder")
+    missing = [f for f in folders if not (source / f).is_dir()]
+    if missing:
+        raise ToolError(f"{source / missing[0]}: data folder not found")
+    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
+        raise ToolError(f"--out {out}: must not be the data folder or inside it")
+    if out.exists() and not out.is_dir():
+        raise ToolError(f"{out}: exists and is not a folder")
+    meta = dataset_metadata(
+        user,
+        slug,
+        title,
+        license_name,
+        description=f"ARC training data ({', '.join(folders)}) for arcsub's task-model notebook "
+        "(built by tools/build_data_dataset.py; sources and licences in README.md).",
+    )
+    plan = {f.relative_to(source).as_posix(): f for folder in folders for f in tree_files(source / folder)}
+    if not plan:
+        raise ToolError(f"{source}: the folders {', '.join(folders)} hold no files")
+    if (source / README).is_file():
+        plan[README] = source / README
+    files, copied, removed = sync_files(plan, out, {MODEL_MANIFEST, "dataset-metadata.json"})
+    manifest = {
+        "kind": DATA_KIND,
+        "arcsub": arcsub.__version__,
+        "folders": list(folders),
+        "files": dict(sorted(files.items())),
+    }
+    changed = write_json_if_changed(out / MODEL_MANIFEST, manifest)
+    changed |= write_json_if_changed(out / "dataset-metadata.json", meta)
+    check_dataset_metadata(out)
+    verify_dataset_files(out, manifest, full=True)
+    return {
+        "out": out,
+        "files": files,
+        "copied": copied,
+        "removed": removed,
+        "changed": bool(copied or removed or changed),
+    }
+
+
+def main(argv: Sequence[str]) -> int:
+    p = parser(PROG, __doc__.split("\n\n")[0])
+    p.add_argument("data_dir", nargs="?", type=Path, help="folder holding the data folders (default: data:)")
+    p.add_argument(
+        "--folders", default="re-arc", help="comma-separated folders to pack (default %(default)s)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=OUT / "arcsub-data", help="dataset folder (default %(default)s)"
+    )
+    p.add_argument("--user", help="Kaggle user owning the dataset (default: KAGGLE_USERNAME or kaggle.json)")
+    p.add_argument("--slug", default="arcsub-data", help="dataset slug (default %(default)s)")
+    p.add_argument("--title", default="arcsub data", help="dataset title (default %(default)s)")
+    p.add_argument(
+        "--license", dest="license_name", default="other", help="dataset licence name (default other)"
+    )
+    args = p.parse_args(argv)
+    folders = [f.strip() for f in args.folders.split(",") if f.strip()]
+    res = build(
+        args.data_dir or data_dir(),
+        folders,
+        args.out,
+        user=kaggle_user(args.user),
+        slug=args.slug,
+        title=args.title,
+        license_name=args.license_name,
+    )
+    total = sum(f["size"] for f in res["files"].values())
+    state = f"{len(res['copied'])} copied, {len(res['removed'])} removed" if res["changed"] else "unchanged"
+    print(
+        f"{rel(res['out'])}: data {', '.join(folders)} ({len(res['files'])} files, {human(total)}); {state}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_tool(PROG, main))
