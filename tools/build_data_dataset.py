@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from kaggle_common import (
-    OUT,
     ToolError,
+    add_dataset_arguments,
     check_dataset_metadata,
     dataset_metadata,
     human,
@@ -96,15 +96,7 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument(
         "--folders", default="re-arc", help="comma-separated folders to pack (default %(default)s)"
     )
-    p.add_argument(
-        "--out", type=Path, default=OUT / "arcsub-data", help="dataset folder (default %(default)s)"
-    )
-    p.add_argument("--user", help="Kaggle user owning the dataset (default: KAGGLE_USERNAME or kaggle.json)")
-    p.add_argument("--slug", default="arcsub-data", help="dataset slug (default %(default)s)")
-    p.add_argument("--title", default="arcsub data", help="dataset title (default %(default)s)")
-    p.add_argument(
-        "--license", dest="license_name", default="other", help="dataset licence name (default other)"
-    )
+    add_dataset_arguments(p, "data")
     args = p.parse_args(argv)
     folders = [f.strip() for f in args.folders.split(",") if f.strip()]
     res = build(

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from kaggle_common import (
-    OUT,
     ToolError,
+    add_dataset_arguments,
     check_dataset_metadata,
     dataset_metadata,
     human,
@@ -186,15 +186,7 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("model_dir", nargs="?", type=Path, help="model directory (default: the embedded default)")
     p.add_argument("--adapters", type=Path, help="a trained LoRA (PEFT folder) that TTFT starts from")
     p.add_argument("--config", type=Path, help="pipeline config (YAML) the notebook runs with")
-    p.add_argument(
-        "--out", type=Path, default=OUT / "arcsub-model", help="dataset folder (default %(default)s)"
-    )
-    p.add_argument("--user", help="Kaggle user owning the dataset (default: KAGGLE_USERNAME or kaggle.json)")
-    p.add_argument("--slug", default="arcsub-model", help="dataset slug (default %(default)s)")
-    p.add_argument("--title", default="arcsub model", help="dataset title (default %(default)s)")
-    p.add_argument(
-        "--license", dest="license_name", default="other", help="dataset licence name (default other)"
-    )
+    add_dataset_arguments(p, "model")
     args = p.parse_args(argv)
     model_dir = args.model_dir or default_model()
     res = build(

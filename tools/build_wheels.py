@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from kaggle_common import (
-    OUT,
     REPO,
     ToolError,
+    add_dataset_arguments,
     check_dataset_metadata,
     dataset_metadata,
     human,
@@ -435,15 +435,7 @@ def build(
 
 def main(argv: Sequence[str]) -> int:
     p = parser(PROG, __doc__.split("\n\n")[0])
-    p.add_argument(
-        "--out", type=Path, default=OUT / "arcsub-wheels", help="dataset folder (default %(default)s)"
-    )
-    p.add_argument("--user", help="Kaggle user owning the dataset (default: KAGGLE_USERNAME or kaggle.json)")
-    p.add_argument("--slug", default="arcsub-wheels", help="dataset slug (default %(default)s)")
-    p.add_argument("--title", default="arcsub wheels", help="dataset title (default %(default)s)")
-    p.add_argument(
-        "--license", dest="license_name", default="other", help="dataset licence name (default other)"
-    )
+    add_dataset_arguments(p, "wheels")
     p.add_argument("--extras", default="", help="arcsub extras to include, comma-separated (e.g. vllm)")
     p.add_argument(
         "--pin",

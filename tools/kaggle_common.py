@@ -46,6 +46,19 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def add_dataset_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    """--out, --user, --slug, --title, --license of a dataset builder whose dataset is called arcsub-<name>."""
+    p.add_argument(
+        "--out", type=Path, default=OUT / f"arcsub-{name}", help="dataset folder (default %(default)s)"
+    )
+    p.add_argument("--user", help="Kaggle user owning the dataset (default: KAGGLE_USERNAME or kaggle.json)")
+    p.add_argument("--slug", default=f"arcsub-{name}", help="dataset slug (default %(default)s)")
+    p.add_argument("--title", default=f"arcsub {name}", help="dataset title (default %(default)s)")
+    p.add_argument(
+        "--license", dest="license_name", default="other", help="dataset licence name (default other)"
+    )
+
+
 def run_tool(name: str, fn: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None) -> int:
     """Run a tool's main; bad input is one line on stderr and exit 2, a bug one line and exit 1."""
     try:
