@@ -22,14 +22,20 @@ NS_COEFFS = (3.4445, -4.7750, 2.0315)  # quintic iteration tuned to push singula
 ADAMW_RMS = 0.2
 
 
+def _ns_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
+        return torch.bfloat16
+    return torch.float32
+
+
 def newton_schulz(g: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
     """An approximately semi-orthogonal matrix with the singular vectors of g (its 'zeroth power').
 
-    bf16 on CUDA (tensor cores; the iteration tolerates it), fp32 elsewhere. Works on the wide orientation so
-    the Gram matrix X X^T is the small one.
+    bf16 on CUDA cards with bf16 tensor cores (the iteration tolerates it), fp32 elsewhere (CPU; T4, whose
+    bf16 is emulated or missing). Works on the wide orientation so the Gram matrix X X^T is the small one.
     """
     a, b, c = NS_COEFFS
-    x = g.to(torch.bfloat16 if g.is_cuda else torch.float32)
+    x = g.to(_ns_dtype(g.device))
     tall = x.shape[-2] > x.shape[-1]
     if tall:
         x = x.mT
