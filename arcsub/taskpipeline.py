@@ -64,6 +64,9 @@ class TaskPipelineConfig:
     # also train on the challenge files beside the test file that come with their solutions (Kaggle's
     # competition folder ships the training and evaluation sets: hundreds of solved tasks at no cost)
     beside_data: bool = True
+    # ablation of the joint run (CompressARC-style): one model per test task, trained on that task's
+    # demonstrations (plus the configured sources), each with 1/N of the time budget (or train.steps)
+    per_task: bool = False
 
 
 def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskPipelineConfig:
@@ -236,6 +239,8 @@ def run_pipeline(
     """Write out_dir/submission.json at once (baseline attempts), train, then improve it; returns a summary."""
     t_start = time.time()
     out, tasks = start_run(challenges, out_dir, task_ids)
+    if cfg.per_task:
+        return _run_per_task(challenges, out, tasks, cfg, solutions, t_start)
     # the test tasks as training sees them: demonstrations and test inputs, never a test output
     test_file = write_json_atomic(
         out / "test_challenges.json", {t: hide_test_outputs(x).to_json() for t, x in tasks.items()}
@@ -264,5 +269,43 @@ def run_pipeline(
         "workers": len(shards),
         "model": str(model_dir),
         "stage_seconds": {"train": round(t_train, 1), "predict": round(time.time() - t0 - t_train, 1)},
+    }
+    return finish_run(out, tasks, challenges, solutions, summary, t_start)
+
+
+def _run_per_task(
+    challenges: str | Path,
+    out: Path,
+    tasks: dict[str, Any],
+    cfg: TaskPipelineConfig,
+    solutions: str | Path | None,
+    t_start: float,
+) -> dict[str, Any]:
+    """The per-task ablation: the joint pipeline on each task alone (out/per-task/<id>), in turn on one GPU;
+    submission.json improves after every task, and a task finished by an earlier run is not redone."""
+    done_file, preds_file = out / "attempts.0.json", out / "predictions.0.json"
+    attempts = read_json(done_file) if done_file.exists() else {}
+    predictions = read_json(preds_file) if preds_file.exists() else {}
+    one = dataclasses.replace(cfg, per_task=False, gpus=1)
+    todo = [t for t in tasks if t not in attempts]
+    for i, tid in enumerate(todo):
+        left = cfg.time_budget - (time.time() - t_start) if cfg.time_budget else 0.0
+        if cfg.time_budget and left < 20 * (len(todo) - i):  # a task model needs ~10 s of training at least
+            log.warning("time budget spent: %d task(s) keep baseline attempts", len(todo) - i)
+            break
+        sub = dataclasses.replace(one, time_budget=left / (len(todo) - i) if cfg.time_budget else 0.0)
+        run_pipeline(challenges, out / "per-task" / tid, sub, task_ids=[tid])
+        attempts.update(read_json(out / "per-task" / tid / "attempts.0.json"))
+        predictions.update(read_json(out / "per-task" / tid / "predictions.0.json"))
+        write_json_atomic(preds_file, predictions)
+        write_json_atomic(done_file, attempts)
+        merge_attempts(out, tasks)
+    summary: dict[str, Any] = {
+        "submission": str(out / "submission.json"),
+        "tasks": len(tasks),
+        "predicted": len(merge_attempts(out, tasks)),
+        "workers": 1,
+        "model": str(out / "per-task"),
+        "stage_seconds": {"per_task": round(time.time() - t_start, 1)},
     }
     return finish_run(out, tasks, challenges, solutions, summary, t_start)
