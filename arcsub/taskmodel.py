@@ -76,10 +76,9 @@ class ArcTaskConfig(PretrainedConfig):
         self.num_tasks = num_tasks
         self.num_views = num_views
         self.rope_theta = rope_theta
-        self.positions = (
-            positions  # "3d": (column, row, grid) rotary axes; "1d": the token's index (ablation)
-        )
-        self.task_embedding = task_embedding  # False: no per-task row is added (ablation)
+        # ablations: "1d" rotary positions (the token's index) instead of "3d" (column, row, grid); no task rows
+        self.positions = positions
+        self.task_embedding = task_embedding
         self.rms_norm_eps = rms_norm_eps
         self.dropout = dropout
         self.initializer_range = initializer_range

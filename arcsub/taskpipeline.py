@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_config, to_dict
-from .data import ArcDataError, load_tasks, read_json, resolve_path, write_json_atomic
+from .data import ArcDataError, Task, load_tasks, read_json, resolve_path, write_json_atomic
 from .pipeline import finish_run, gpu_count, hide_test_outputs, merge_attempts, run_workers, start_run
 from .taskdata import TaskDataSettings
 from .taskmodel import PRESETS
@@ -276,7 +276,7 @@ def run_pipeline(
 def _run_per_task(
     challenges: str | Path,
     out: Path,
-    tasks: dict[str, Any],
+    tasks: dict[str, Task],
     cfg: TaskPipelineConfig,
     solutions: str | Path | None,
     t_start: float,

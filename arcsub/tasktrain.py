@@ -156,8 +156,8 @@ def check_same_run(run: Path, cfg: TaskTrainConfig) -> None:
         {k: v for k, v in c.items() if k not in _NOT_IN_NAME}
         for c in (json.loads(saved.read_text()), json.loads(json.dumps(to_dict(cfg))))
     )
-    if old != new:
-        diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))  # a key added since: None
+    if diff:
         raise ArcDataError(
             f"{run}: holds a run with other settings ({', '.join(diff)} differ); change `name`"
         )

@@ -203,6 +203,12 @@ def test_architecture_ablations_are_saved_with_the_model_and_kept(arc1_train, tm
     assert (model.config.positions, model.config.task_embedding) == ("1d", False)
     with pytest.raises(ArcDataError, match="positions=1d; a trained model keeps it"):
         train(tiny_config(*common, f"model={run / 'model'}", "positions=3d", "name=again"), progress=False)
+    # a run saved before these keys existed is the same run as one with them unset
+    plain = train(tiny_config(*common, "name=plain"), progress=False)
+    saved = json.loads((plain / "config.json").read_text())
+    del saved["positions"], saved["task_embedding"]
+    (plain / "config.json").write_text(json.dumps(saved))
+    assert train(tiny_config(*common, "name=plain"), progress=False) == plain
 
 
 def test_seconds_fit_the_step_count_and_a_resume_keeps_it(arc1_train, tmp_path):
