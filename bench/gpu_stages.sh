@@ -14,6 +14,8 @@
 #   trainset  task-predict on the 400 ARC-AGI-1 training tasks ($TRAIN_VIEWS views, default 32): the seed's
 #             training-set table (the transductive model trained on them, test outputs included)
 #   pertask   bench/time_per_task.sh 8: per-task TTFT and prediction times, small and 0.5B shape
+#   pack      the trained task model (weights + task index) as 15 MiB parts in OUT_DIR, so it outlives the machine
+#             (the device returns at most 8 files of 16 MiB): `cat OUT/*.part-* | tar xf -` restores model/
 set -uo pipefail
 out=$1; stages=$2; secs=${3:-420}; limit=${4:-560}; t0=$(date +%s); w=/tmp/w; mkdir -p "$out" "$w"
 d=${ARCSUB_DATA}/arc-agi-1; ev=$d/arc-agi_evaluation_challenges.json; evs=$d/arc-agi_evaluation_solutions.json
@@ -64,6 +66,9 @@ if has trainset && [ -f $w/$run/model/config.json ]; then
   $a task-predict $w/$run/model $d/arc-agi_training_challenges.json -o $w/tr-$run --config configs/task-predict.yaml \
     views=$tviews --solutions $d/arc-agi_training_solutions.json --quiet | tail -n 8
   cp $w/tr-$run/run__*.json "$out/"
+fi
+if has pack && [ -f $w/$run/model/config.json ]; then
+  tar cf - -C $w/$run model | split -b 15m - "$out/$run-model.tar.part-"; ls "$out" | grep -c part-
 fi
 if has pertask; then bash bench/time_per_task.sh 8 2>&1 | tail -n 6; fi
 echo "call seconds: $(( $(date +%s) - t0 ))"
