@@ -234,3 +234,14 @@ def test_attention_degrades_to_sdpa_below_ampere(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
     assert pick_attention("auto", torch.device("cuda")) == "flex"
     assert pick_attention("flex", torch.device("cpu")) == "flex"  # an explicit choice is kept
+
+
+def test_dense_attention_packs_the_same_tokens_into_shorter_rows():
+    """Without flex attention (T4, CPU) a step of 4 x 8192 tokens becomes 16 x 2048: same tokens, every pair fits."""
+    from arcsub.tasktrain import row_layout
+
+    cfg = tiny_config("rows=4", "seq_len=8192")
+    assert row_layout(cfg, "sdpa") == (16, 2048)
+    assert row_layout(cfg, "flex") == (4, 8192)
+    assert row_layout(tiny_config("rows=2", "seq_len=1024"), "sdpa") == (2, 1024)
+    assert row_layout(tiny_config("rows=2", "seq_len=3000"), "sdpa") == (2, 3000)  # not a multiple: kept
