@@ -9,16 +9,17 @@
 #             (key=value overrides; name the run with $TAG), DDP over the $NGPU GPUs (default: all), fitted to
 #             SECONDS of training (default 420); stops before LIMIT seconds of this call (default 560) with a
 #             checkpoint: run the stage again to resume
-#   predict   task-predict on all 400 evaluation tasks with $VIEWS views (default 32), once the model exists
+#   predict   task-predict on all evaluation tasks of $SET (default arc-agi-1; arc-agi-2 with
+#             TASK_CONFIG=configs/task-transductive-arc2.yaml) with $VIEWS views (default 32), once the model exists
 #   select    bench/task_selection.py on that prediction: 8/16/32/... views x vote / likelihood
-#   trainset  task-predict on the 400 ARC-AGI-1 training tasks ($TRAIN_VIEWS views, default 32): the seed's
+#   trainset  task-predict on the training tasks of $SET ($TRAIN_VIEWS views, default 32): the seed's
 #             training-set table (the transductive model trained on them, test outputs included)
 #   pertask   bench/time_per_task.sh 8: per-task TTFT and prediction times, small and 0.5B shape
 #   pack      the trained task model (weights + task index) as 15 MiB parts in OUT_DIR, so it outlives the machine
 #             (the device returns at most 8 files of 16 MiB): `cat OUT/*.part-* | tar xf -` restores model/
 set -uo pipefail
 out=$1; stages=$2; secs=${3:-420}; limit=${4:-560}; t0=$(date +%s); w=/tmp/w; mkdir -p "$out" "$w"
-d=${ARCSUB_DATA}/arc-agi-1; ev=$d/arc-agi_evaluation_challenges.json; evs=$d/arc-agi_evaluation_solutions.json
+d=${ARCSUB_DATA}/${SET:-arc-agi-1}; ev=$d/arc-agi_evaluation_challenges.json; evs=$d/arc-agi_evaluation_solutions.json
 cfg=${TASK_CONFIG:-configs/task-transductive.yaml}; views=${VIEWS:-32}; tviews=${TRAIN_VIEWS:-32}
 a="python -m arcsub.cli"; n=${NGPU:-$(nvidia-smi -L | wc -l)}; run=$(basename $cfg .yaml)${TAG:+-$TAG}-${n}gpu-${secs}s
 has() { [[ ",$stages," == *",$1,"* ]]; }
