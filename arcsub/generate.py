@@ -8,6 +8,7 @@ training tasks, RE-ARC's generated pairs give ground truth wherever a sampled in
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,14 @@ def generate(
     max_len: int = 8192,
     seed: int = 0,
     re_arc: str | Path | None = None,
+    save_to: str | Path | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """For each task: n sampled inputs, their voted outputs, and the counts (valid, new, checkable, correct)."""
+    """For each task: n sampled inputs, their voted outputs, and the counts (valid, new, checkable, correct).
+
+    With `save_to`, the report so far is written there (atomically) after every task: a long run keeps its work."""
+    from tqdm.auto import tqdm
+
     from .predict import PredictConfig, open_engine, predict
 
     cfg = PredictConfig(views=views, max_len=max_len, seed=seed)
@@ -76,7 +83,8 @@ def generate(
         "tasks": {},
         "totals": dict.fromkeys(("sampled", "valid", "new", "checkable", "correct"), 0),
     }
-    for tid, task in tasks.items():
+    bar = tqdm(tasks.items(), desc="generate", unit="task", disable=not progress, file=sys.stderr)
+    for tid, task in bar:
         known = [p.input for p in task.train + task.test]
         sampled = sample_inputs(task, engine, codec, fmt_name, n, max_len, seed)
         valid = [g for g in sampled if g is not None]
@@ -107,6 +115,9 @@ def generate(
         report["tasks"][tid] = {"counts": counts, "examples": examples}
         for k, v in counts.items():
             report["totals"][k] += v
+        bar.set_postfix({k: report["totals"][k] for k in ("valid", "new", "correct")})
+        if save_to is not None:
+            write_json_atomic(save_to, report, indent=1)
     return report
 
 
@@ -117,7 +128,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=8, help="inputs to sample per task")
     p.add_argument("--views", type=int, default=8, help="augmented views voted for each new input's output")
     p.add_argument("--re-arc", default=None, help="RE-ARC tasks folder: ground truth for matching inputs")
-    p.add_argument("-o", "--out", required=True, help="output JSON (examples and counts)")
+    p.add_argument(
+        "-o", "--out", required=True, help="output JSON (examples and counts), updated after each task"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -126,8 +140,15 @@ def run_cli(args: argparse.Namespace) -> int:
     re_arc = args.re_arc
     if re_arc and (Path(re_arc) / "tasks").is_dir():
         re_arc = str(Path(re_arc) / "tasks")
-    report = generate({t: tasks[t] for t in ids}, args.model, args.n, args.views, re_arc=re_arc)
-    write_json_atomic(args.out, report, indent=1)
+    report = generate(
+        {t: tasks[t] for t in ids},
+        args.model,
+        args.n,
+        args.views,
+        re_arc=re_arc,
+        save_to=args.out,
+        progress=not args.quiet,
+    )
     t = report["totals"]
     print(
         f"sampled {t['sampled']} inputs: {t['valid']} valid grids, {t['new']} new; "
