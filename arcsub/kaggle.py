@@ -266,13 +266,18 @@ def read_manifest(path: Path, kind: str) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) and obj.get("kind") == kind else None
 
 
-def find_model_dataset(paths: KagglePaths, name: str | None = None) -> ModelDataset:
-    """The model dataset under the input folder (the one called `name` when several are attached)."""
-    found = [
+def find_datasets(paths: KagglePaths, kind: str) -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, manifest) of every dataset of this kind under the input folder (found by its manifest)."""
+    return [
         (m.parent, man)
         for m in _walk(paths.input, MODEL_MANIFEST)
-        if (man := read_manifest(m, MODEL_KIND)) is not None
+        if (man := read_manifest(m, kind)) is not None
     ]
+
+
+def find_model_dataset(paths: KagglePaths, name: str | None = None) -> ModelDataset:
+    """The model dataset under the input folder (the one called `name` when several are attached)."""
+    found = find_datasets(paths, MODEL_KIND)
     if name:
         found = [f for f in found if f[0].name == name]
     if not found:
@@ -291,11 +296,7 @@ def use_data_dataset(paths: KagglePaths, env: Mapping[str, str] | None = None) -
     Kaggle left zipped are unpacked under the working folder first. Returns the folder used, or None."""
     if _env("ARCSUB_DATA", env):
         return None
-    found = [
-        (m.parent, man)
-        for m in _walk(paths.input, MODEL_MANIFEST)
-        if (man := read_manifest(m, DATA_KIND)) is not None
-    ]
+    found = find_datasets(paths, DATA_KIND)
     if not found:
         return None
     root, manifest = found[0]

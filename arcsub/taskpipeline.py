@@ -303,7 +303,7 @@ def _run_per_task(
     summary: dict[str, Any] = {
         "submission": str(out / "submission.json"),
         "tasks": len(tasks),
-        "predicted": len(merge_attempts(out, tasks)),
+        "predicted": sum(t in attempts for t in tasks),
         "workers": 1,
         "model": str(out / "per-task"),
         "stage_seconds": {"per_task": round(time.time() - t_start, 1)},

@@ -314,18 +314,18 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             now = time.time()
-        if calibrate and step == start + CALIBRATE[0]:
-            t_cal = now
-        if calibrate and step == start + CALIBRATE[1]:
-            sps = (now - t_cal) / (CALIBRATE[1] - CALIBRATE[0])
-            total = fit_steps(cfg, step, sps, now - t0, dist, device)
-            calibrate, bar.total = False, total
-            if dist.main:
-                write_json_atomic(plan, {"steps": total, "seconds_per_step": sps}, indent=2)
-                print(
-                    f"arcsub task-train: {sps * 1e3:.0f} ms/step: {total} steps fit {cfg.seconds:.0f} s",
-                    flush=True,
-                )
+            if step == start + CALIBRATE[0]:
+                t_cal = now
+            else:
+                sps = (now - t_cal) / (CALIBRATE[1] - CALIBRATE[0])
+                total = fit_steps(cfg, step, sps, now - t0, dist, device)
+                calibrate, bar.total = False, total
+                if dist.main:
+                    write_json_atomic(plan, {"steps": total, "seconds_per_step": sps}, indent=2)
+                    print(
+                        f"arcsub task-train: {sps * 1e3:.0f} ms/step: {total} steps fit {cfg.seconds:.0f} s",
+                        flush=True,
+                    )
         if dist.main and (step % cfg.log_every == 0 or step == total):
             now = time.time()
             # timed over the last window only, so compilation in the first one does not skew the eta

@@ -95,29 +95,28 @@ def main() -> None:
     scorers = {}
     rows = {}
     for k in [int(v) for v in args.views.split(",") if int(v) <= cfg.views]:
+        # a run's first k views: each test output's candidates come view by view
+        subset = {t: [c[: k * max(1, len(c) // cfg.views)] for c in p] for t, p in predictions.items()}
         for strategy in strategies:
             t0 = time.time()
             attempts = {}
             for task in tasks.values():
                 attempts[task.id] = []
-                jobs = _jobs(task, index.row(task.id), cfg) if model is not None else []
                 for i, pair in enumerate(task.test):
-                    cands = predictions[task.id][i]
-                    per_view = max(1, len(cands) // cfg.views)
                     voters = [
                         c
-                        for c in cands[: k * per_view]
+                        for c in subset[task.id][i]
                         if not (cfg.drop_input_copies and grids_equal(c["grid"], pair.input))
                     ]
                     scorer = None
                     if strategy in NEEDS_SCORER:
                         key = (task.id, i)
                         if key not in scorers:
-                            scorers[key] = cached(_scorer(model, [j for j in jobs if j.test_index == i], cfg))
+                            jobs = [j for j in _jobs(task, index.row(task.id), cfg) if j.test_index == i]
+                            scorers[key] = cached(_scorer(model, jobs, cfg))
                         scorer = scorers[key]
                     top = select(voters, strategy, scorer)
                     attempts[task.id].append([None if g is None else grid_to_list(g) for g in top])
-            subset = {t: [c[: k * max(1, len(c) // cfg.views)] for c in p] for t, p in predictions.items()}
             scored = score_run(tasks, subset, build_submission(tasks, attempts), solutions)
             name = f"{k} views, {strategy}"
             rows[name] = {"views": k, "selection": strategy, "seconds": round(time.time() - t0, 1), **scored}
