@@ -25,7 +25,6 @@ from typing import Any
 from kaggle_common import (
     ToolError,
     add_dataset_arguments,
-    check_dataset_metadata,
     dataset_metadata,
     human,
     kaggle_user,
@@ -34,12 +33,12 @@ from kaggle_common import (
     run_tool,
     sync_files,
     tree_files,
-    write_json_if_changed,
+    write_manifest,
 )
 
 import arcsub
 from arcsub.data import data_dir
-from arcsub.kaggle import DATA_KIND, MODEL_MANIFEST, verify_dataset_files
+from arcsub.kaggle import DATA_KIND, MODEL_MANIFEST
 
 PROG = "build_data_dataset"
 README = "README.md"
@@ -77,10 +76,7 @@ def build(
         "folders": list(folders),
         "files": dict(sorted(files.items())),
     }
-    changed = write_json_if_changed(out / MODEL_MANIFEST, manifest)
-    changed |= write_json_if_changed(out / "dataset-metadata.json", meta)
-    check_dataset_metadata(out)
-    verify_dataset_files(out, manifest, full=True)
+    changed = write_manifest(out, manifest, meta)
     return {
         "out": out,
         "files": files,

@@ -30,7 +30,6 @@ from typing import Any
 from kaggle_common import (
     ToolError,
     add_dataset_arguments,
-    check_dataset_metadata,
     dataset_metadata,
     human,
     kaggle_user,
@@ -39,12 +38,12 @@ from kaggle_common import (
     run_tool,
     sync_files,
     tree_files,
-    write_json_if_changed,
+    write_manifest,
 )
 
 import arcsub
 from arcsub.data import ArcDataError
-from arcsub.kaggle import MODEL_KIND, MODEL_MANIFEST, verify_dataset_files
+from arcsub.kaggle import MODEL_KIND, MODEL_MANIFEST
 
 PROG = "build_model_dataset"
 LEFTOVERS = (
@@ -164,13 +163,8 @@ def build(
         "settings": info,
         "files": dict(sorted(files.items())),
     }
-    changed = write_json_if_changed(out / MODEL_MANIFEST, manifest)
-    changed |= write_json_if_changed(out / "dataset-metadata.json", meta)
-
-    # validate what the notebook will see
-    check_dataset_metadata(out)
-    check_model_dir(out)
-    verify_dataset_files(out, manifest, full=True)
+    changed = write_manifest(out, manifest, meta)
+    check_model_dir(out)  # the notebook loads the model from this folder
     return {
         "out": out,
         "files": files,

@@ -267,3 +267,15 @@ def sync_files(
         if not any(d.iterdir()):
             d.rmdir()
     return files, copied, removed
+
+
+def write_manifest(out: Path, manifest: dict[str, Any], meta: dict[str, Any]) -> bool:
+    """Write a dataset's manifest.json and dataset-metadata.json, then check the folder as the kaggle CLI and the
+    notebook will read it (metadata valid, every listed file there with its size and sha256). True if changed."""
+    from arcsub.kaggle import MODEL_MANIFEST, verify_dataset_files
+
+    changed = write_json_if_changed(out / MODEL_MANIFEST, manifest)
+    changed |= write_json_if_changed(out / "dataset-metadata.json", meta)
+    check_dataset_metadata(out)
+    verify_dataset_files(out, manifest, full=True)
+    return changed
