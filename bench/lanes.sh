@@ -1,21 +1,37 @@
 #!/usr/bin/env bash
-# Several task-model runs side by side on one multi-GPU host, one GPU per lane (bench/gpu_stages.sh stages:
+# Several task-model runs side by side on one multi-GPU host, one GPU per argument (bench/gpu_stages.sh stages:
 # training, then prediction, the views x selection table and the training-set table once a lane's model is
 # saved). Re-run the same command to resume lanes that hit LIMIT. Repository root, PYTHONPATH=., data at
-# $ARCSUB_DATA. Usage: bench/lanes.sh OUT_DIR LIMIT NAME:SECONDS:OVERRIDES ...   (OVERRIDES comma-separated)
+# $ARCSUB_DATA. Usage: bench/lanes.sh OUT_DIR LIMIT LANE[+LANE...] ...
+#   LANE is NAME:SECONDS:OVERRIDES, OVERRIDES comma-separated: lower-case key=value go to task-train, UPPER-CASE
+#   ones are this lane's environment for gpu_stages.sh (SET, TASK_CONFIG, VIEWS, STAGES with '/' between stages);
+#   LANE+LANE runs lanes one after the other on the same GPU, within the same LIMIT.
 #   ablations at equal compute (docs/task-model.md):
-#     bench/lanes.sh OUT 560 base:500: 1d:500:positions=1d notask:500:task_embedding=false adamw:500:optim.name=adamw
-#   sizes (the seed experiment's capacity study):
-#     bench/lanes.sh OUT 560 small:500:model=small base:500: large:500:model=large
+#     bench/lanes.sh OUT 585 base:360: 1d:360:positions=1d notask:360:task_embedding=false adamw:360:optim.name=adamw
+#   ARC-AGI-2 beside them, and per-task times on a fourth GPU:
+#     bench/lanes.sh OUT 585 arc2:850:SET=arc-agi-2,TASK_CONFIG=configs/task-transductive-arc2.yaml,STAGES=task/predict/select ...
+#     ... times:0:STAGES=pertask
 # STAGES (default task,predict,select,trainset) and VIEWS / TRAIN_VIEWS pass through to gpu_stages.sh.
 set -uo pipefail
-out=$1; limit=$2; shift 2; mkdir -p "$out"; gpu=0; names=()
-for lane in "$@"; do
-  IFS=: read -r name secs args <<< "$lane"; names+=("$name")
-  CUDA_VISIBLE_DEVICES=$gpu NGPU=1 TAG=$name TASK_ARGS="${args//,/ }" \
-    bash bench/gpu_stages.sh "$out/$name" "${STAGES:-task,predict,select,trainset}" "$secs" "$limit" \
-    > "$out/$name.log" 2>&1 &
+out=$1; limit=$2; shift 2; mkdir -p "$out"; t0=$(date +%s); gpu=0; names=()
+run_lane() {  # GPU LANE: one gpu_stages.sh run, with what is left of LIMIT
+  local name secs args envs=() targs=() stages=${STAGES:-task,predict,select,trainset}
+  IFS=: read -r name secs args <<< "$2"
+  IFS=, read -ra kv <<< "$args"
+  for x in "${kv[@]}"; do
+    if [[ $x == STAGES=* ]]; then stages=${x#STAGES=}; stages=${stages//\//,}
+    elif [[ $x =~ ^[A-Z_]+= ]]; then envs+=("$x"); else targs+=("$x"); fi
+  done
+  env CUDA_VISIBLE_DEVICES=$1 NGPU=1 TAG=$name TASK_ARGS="${targs[*]}" "${envs[@]}" \
+    bash bench/gpu_stages.sh "$out/$name" "$stages" "$secs" $(( limit - ($(date +%s) - t0) )) > "$out/$name.log" 2>&1
+}
+for slot in "$@"; do
+  IFS=+ read -ra seq <<< "$slot"
+  for lane in "${seq[@]}"; do names+=("${lane%%:*}"); done
+  ( for lane in "${seq[@]}"; do run_lane $gpu "$lane"; done ) &
   gpu=$((gpu + 1))
 done
 wait
-for name in "${names[@]}"; do echo "== $name"; grep -E "Kaggle score|views, |saved|budget spent" "$out/$name.log"; done
+for name in "${names[@]}"; do
+  echo "== $name"; grep -E "Kaggle score|views, |saved|budget spent|s/task|call seconds" "$out/$name.log"
+done
