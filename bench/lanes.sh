@@ -6,11 +6,11 @@
 #   LANE is NAME:SECONDS:OVERRIDES, OVERRIDES comma-separated: lower-case key=value go to task-train, UPPER-CASE
 #   ones are this lane's environment for gpu_stages.sh (SET, TASK_CONFIG, VIEWS, STAGES with '/' between stages);
 #   LANE+LANE runs lanes one after the other on the same GPU, within the same LIMIT.
-#   ablations at equal compute (docs/task-model.md):
-#     bench/lanes.sh OUT 585 base:360: 1d:360:positions=1d notask:360:task_embedding=false adamw:360:optim.name=adamw
-#   ARC-AGI-2 beside them, and per-task times on a fourth GPU:
-#     bench/lanes.sh OUT 585 arc2:850:SET=arc-agi-2,TASK_CONFIG=configs/task-transductive-arc2.yaml,STAGES=task/predict/select ...
-#     ... times:0:STAGES=pertask
+#   ablations at equal compute (docs/experiments/task-model-ablations.md has the calls that were run):
+#     bench/lanes.sh OUT 560 base:360: 1d:360:positions=1d notask:360:task_embedding=false adamw:360:optim.name=adamw
+#   pretraining, then joint TTT from its model, in sequence on one GPU; per-task times on another:
+#     bench/lanes.sh OUT 560 "pre:240:TASK_CONFIG=configs/task-pretrain.yaml,STAGES=task+ttt:120:TASK_CONFIG=configs/task-ttt.yaml,model=/tmp/w/task-pretrain-pre-1gpu-240s/model" \
+#       times:0:STAGES=pertask
 # STAGES (default task,predict,select,trainset) and VIEWS / TRAIN_VIEWS pass through to gpu_stages.sh.
 set -uo pipefail
 out=$1; limit=$2; shift 2; mkdir -p "$out"; t0=$(date +%s); gpu=0; names=()

@@ -1,0 +1,42 @@
+"""bench/runs_table.py on the run files kept in docs/experiments (real runs, not made-up numbers)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXP = ROOT / "docs" / "experiments"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("runs_table", ROOT / "bench" / "runs_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_resumed_run_sums_its_calls_and_takes_likelihood_from_the_selection_table(tmp_path):
+    rt = _module()
+    files = [
+        EXP / "task_transductive_h100_1000s_log.jsonl",  # two calls: the clock starts again in the second
+        EXP / "task_transductive_h100_eval_v32_run.json",  # predicted by vote (0.4825)
+        EXP / "task_transductive_h100_train_v32_run.json",
+        EXP / "task_transductive_h100_selection_v32.json",
+    ]
+    row = rt.summarize("1000s", files)
+    assert row["steps"] == 31633
+    assert 1000 < row["train_s"] < 1200  # more than either call alone
+    assert row["eval"]["score"] == pytest.approx(0.52) and row["eval"]["sel"] == "likelihood"
+    assert row["train"]["vote_2"] == pytest.approx(0.9892, abs=1e-4) and row["train"]["sel"] == "vote"
+    table = rt.markdown([row])
+    assert "| 1000s | 31633 |" in table and "0.5200 (32 views, likelihood)" in table
+    rt.main([f"x={','.join(map(str, files))}", "--plot", str(tmp_path / "p.png")])
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_folder_without_an_evaluation_run_is_refused(tmp_path):
+    rt = _module()
+    (tmp_path / "r_log.jsonl").write_text('{"step": 1, "loss": 1.0, "tokens_per_s": 5, "elapsed_s": 1.0}\n')
+    with pytest.raises(SystemExit, match="no evaluation run file"):
+        rt.main([str(tmp_path)])
