@@ -845,8 +845,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         config = args.config or _env("ARCSUB_CONFIG", env)
         overrides = [*shlex.split(_env("ARCSUB_OVERRIDES", env, "")), *args.overrides]
         cfg = load_cfg(config, overrides)
-        if _trains_from_scratch(cfg) and not (args.model or _env("ARCSUB_MODEL_DIR", env)):
-            log.info("model: preset %r trained from scratch in this run (no model dataset needed)", cfg.model)
+        if (
+            _trains_from_scratch(cfg)
+            and not (args.model or _env("ARCSUB_MODEL_DIR", env))
+            and not _shipped_task_model(paths)
+        ):
+            log.info("model: preset %r trained from scratch in this run (no task model attached)", cfg.model)
         else:
             model_dir, adapters, ds_config = _resolve_model(args.model, paths, env)
             if config is None and ds_config is not None:
@@ -926,6 +930,23 @@ def _trains_from_scratch(cfg: Any) -> bool:
     from .taskpipeline import TaskPipelineConfig
 
     return isinstance(cfg, TaskPipelineConfig) and cfg.model in PRESETS
+
+
+def _shipped_task_model(paths: KagglePaths) -> bool:
+    """An attached model dataset holds a task model (pretrained offline, say on training tasks + RE-ARC): the
+    task pipeline then continues it on the hidden tasks (mode ttt) instead of training a preset from scratch.
+    Pretraining first, then joint TTT beat the all-in-one run at equal compute
+    (docs/experiments/task-model-ablations.md), and the pretraining half costs no notebook time."""
+    from .taskdata import TaskIndex
+
+    try:
+        model_dir = find_model_dataset(paths).model_dir
+    except ArcDataError:
+        return False
+    if (model_dir / TaskIndex.FILE).exists():
+        log.info("model: the task model of the model dataset (%s), continued on the hidden tasks", model_dir)
+        return True
+    return False
 
 
 def _resolve_model(

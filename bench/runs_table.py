@@ -62,7 +62,12 @@ def summarize(name: str, files: list[Path]) -> dict:
         elif f.suffix == ".json" and "challenges" in obj:
             which = "train" if "training" in Path(obj["challenges"]).name else "eval"
             cfg = obj["config"]
-            row[which] = {"score": obj["score"], **obj["metrics"], "views": cfg["views"], "sel": cfg["selection"]}
+            row[which] = {
+                "score": obj["score"],
+                **obj["metrics"],
+                "views": cfg["views"],
+                "sel": cfg["selection"],
+            }
     for rows in tables:
         if "eval" in row and (hit := rows.get(f"{row['eval']['views']} views, likelihood")):
             row["eval"].update(score=hit["score"], sel="likelihood")
@@ -108,7 +113,10 @@ def plot(rows: list[dict], out: Path) -> None:
     }
     trained = [r for r in rows if "train" in r]
     if trained:
-        series["training-set vote_2"] = ([r["train_s"] for r in trained], [r["train"]["vote_2"] for r in trained])
+        series["training-set vote_2"] = (
+            [r["train_s"] for r in trained],
+            [r["train"]["vote_2"] for r in trained],
+        )
     buf = io.BytesIO()
     curves_image(series, "training seconds", "fraction").save(buf, format="PNG")
     write_bytes_atomic(out, buf.getvalue())

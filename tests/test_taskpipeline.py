@@ -5,9 +5,10 @@ model dataset."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-from test_kaggle import CHALLENGES_FILE, _eval_challenges, kaggle_env  # noqa: F401  (fixture)
+from test_kaggle import CHALLENGES_FILE, _eval_challenges, _model_dataset, kaggle_env, tiny_model  # noqa: F401  (fixtures)
 from test_taskmodel import one_thread  # noqa: F401  (the fixture applies here too)
 
 from arcsub import kaggle
@@ -96,23 +97,64 @@ def test_two_workers_train_through_torchrun_and_share_the_prediction(arc1_eval_f
 
 def test_a_pretrained_task_model_is_continued_on_the_test_tasks(arc1_train, arc1_eval_files, tmp_path):
     """model=<task-model dir>: the pipeline test-time trains it (mode ttt: new rows for the test tasks)."""
-    from test_tasktrain import smallest, tiny_config, write_subset
-
     from arcsub.taskmodel import load_task_model
-    from arcsub.tasktrain import train
 
-    ch, _ = write_subset(arc1_train, smallest(arc1_train, 3), tmp_path, "tr")
-    pre = train(
-        tiny_config(f"data.challenges=[{ch}]", "steps=10", "seq_len=512", f"out_dir={tmp_path / 'pre'}")
-    )
+    pre = _pretrained_task_model(arc1_train, tmp_path)
     challenges, _ = arc1_eval_files
     ids = pick_dry_run_tasks(challenges, 2)
-    cfg = load_pipeline_config(CPU, [*FAST, f"model={pre / 'model'}", "train.data.challenges=[]"])
+    cfg = load_pipeline_config(CPU, [*FAST, f"model={pre}", "train.data.challenges=[]"])
     summary = run_pipeline(challenges, tmp_path / "run", cfg, task_ids=ids)
     assert summary["predicted"] == 2
     assert read_json(tmp_path / "run" / "task-model" / "config.json")["mode"] == "ttt"
     _, index = load_task_model(summary["model"])
     assert set(ids) <= set(index.rows) and len(index) == 3 + 2  # the pretrained rows kept, two new ones
+
+
+def _pretrained_task_model(arc1_train, tmp_path: Path) -> Path:
+    """A tiny task model pretrained for 10 steps on the 3 smallest training tasks."""
+    from test_tasktrain import smallest, tiny_config, write_subset
+
+    from arcsub.tasktrain import train
+
+    ch, _ = write_subset(arc1_train, smallest(arc1_train, 3), tmp_path, "tr")
+    run = train(
+        tiny_config(f"data.challenges=[{ch}]", "steps=10", "seq_len=512", f"out_dir={tmp_path / 'pre'}")
+    )
+    return run / "model"
+
+
+def test_kaggle_notebook_continues_a_task_model_shipped_in_the_model_dataset(
+    kaggle_env,  # noqa: F811
+    arc1_train,
+    arc1_eval,
+    tiny_model,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """Pretrain offline, ship it as the model dataset, test-time train it in the notebook: an attached task model
+    replaces the preset; an attached in-context model does not (the preset is trained from scratch)."""
+    from arcsub.taskmodel import load_task_model
+
+    paths = kaggle.kaggle_paths({"ARCSUB_KAGGLE_ROOT": str(kaggle_env)})
+    assert not kaggle._shipped_task_model(paths)  # nothing attached
+    ds = _model_dataset(tiny_model, kaggle_env / "input" / "arcsub-model")
+    assert not kaggle._shipped_task_model(paths)  # an in-context model
+    shutil.rmtree(ds)
+    _model_dataset(_pretrained_task_model(arc1_train, tmp_path), kaggle_env / "input" / "arcsub-model")
+    assert kaggle._shipped_task_model(paths)
+
+    ids = sorted(arc1_eval)[:2]
+    _eval_challenges(kaggle_env, "arc-prize-2024", ids, arc1_eval)
+    monkeypatch.setenv("ARCSUB_PIPELINE", "arcsub.taskpipeline:run_pipeline")
+    monkeypatch.setenv("ARCSUB_CONFIG", str(CPU))
+    monkeypatch.setenv("ARCSUB_TIME_LIMIT", "40")
+    summary = kaggle.main(["predict.views=2", "train.seq_len=512"])
+    assert "error" not in summary and summary["predicted"] == 2
+    run = kaggle_env / "working" / "task-model"
+    assert read_json(run / "config.json")["mode"] == "ttt"
+    _, index = load_task_model(run / "model")
+    # the shipped rows kept, the hidden tasks added
+    assert set(ids) <= set(index.rows) and len(index) == 3 + 2
 
 
 def test_training_tasks_that_are_test_tasks_are_left_out_of_training(arc1_train, tmp_path, caplog):
