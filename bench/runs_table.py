@@ -1,10 +1,10 @@
 """One markdown row per task-model run from the files a run leaves (bench/gpu_stages.sh copies them out): the
-training log (`*_log.jsonl`), the fitted plan (`*_plan.json`) and the `task-predict` run files (`run__*.json`,
-the evaluation and/or the training set, told apart by the challenges they scored). Optionally plots scores
-against training seconds (a length study). Usage, from the repository root:
+training log (`*_log.jsonl`), the `task-predict` run files (`run__*.json`, the evaluation and/or the training
+set, told apart by the challenges they scored) and a views x selection table (bench/task_selection.py); other
+files are ignored. Optionally plots scores against training seconds (a length study). Usage, from the repository root:
 
     python bench/runs_table.py docs/experiments/task-ablations-h200/{base,1d,notask}
-    python bench/runs_table.py b150=DIR 1000s=LOG,PLAN,RUN,RUN --plot length.png
+    python bench/runs_table.py b150=DIR 1000s=LOG,RUN,RUN,SELECTION --plot length.png
 
 An argument is a folder of one run's files, or NAME=FILE,FILE,... (files kept elsewhere).
 """
