@@ -25,20 +25,20 @@ from typing import Any
 from kaggle_common import (
     ToolError,
     add_dataset_arguments,
+    check_out_folder,
     dataset_metadata,
-    human,
+    describe_published,
     kaggle_user,
     parser,
+    publish_dataset,
     rel,
     run_tool,
-    sync_files,
     tree_files,
-    write_manifest,
 )
 
 import arcsub
 from arcsub.data import data_dir
-from arcsub.kaggle import DATA_KIND, MODEL_MANIFEST
+from arcsub.kaggle import DATA_KIND
 
 PROG = "build_data_dataset"
 README = "README.md"
@@ -52,10 +52,7 @@ def build(
     missing = [f for f in folders if not (source / f).is_dir()]
     if missing:
         raise ToolError(f"{source / missing[0]}: data folder not found")
-    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
-        raise ToolError(f"--out {out}: must not be the data folder or inside it")
-    if out.exists() and not out.is_dir():
-        raise ToolError(f"{out}: exists and is not a folder")
+    check_out_folder(out, source, "data folder")
     meta = dataset_metadata(
         user,
         slug,
@@ -69,21 +66,8 @@ def build(
         raise ToolError(f"{source}: the folders {', '.join(folders)} hold no files")
     if (source / README).is_file():
         plan[README] = source / README
-    files, copied, removed = sync_files(plan, out, {MODEL_MANIFEST, "dataset-metadata.json"})
-    manifest = {
-        "kind": DATA_KIND,
-        "arcsub": arcsub.__version__,
-        "folders": list(folders),
-        "files": dict(sorted(files.items())),
-    }
-    changed = write_manifest(out, manifest, meta)
-    return {
-        "out": out,
-        "files": files,
-        "copied": copied,
-        "removed": removed,
-        "changed": bool(copied or removed or changed),
-    }
+    manifest = {"kind": DATA_KIND, "arcsub": arcsub.__version__, "folders": list(folders)}
+    return publish_dataset(plan, out, manifest, meta)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -104,11 +88,8 @@ def main(argv: Sequence[str]) -> int:
         title=args.title,
         license_name=args.license_name,
     )
-    total = sum(f["size"] for f in res["files"].values())
-    state = f"{len(res['copied'])} copied, {len(res['removed'])} removed" if res["changed"] else "unchanged"
-    print(
-        f"{rel(res['out'])}: data {', '.join(folders)} ({len(res['files'])} files, {human(total)}); {state}"
-    )
+    counts, state = describe_published(res)
+    print(f"{rel(res['out'])}: data {', '.join(folders)} ({counts}); {state}")
     return 0
 
 

@@ -30,15 +30,15 @@ from typing import Any
 from kaggle_common import (
     ToolError,
     add_dataset_arguments,
+    check_out_folder,
     dataset_metadata,
-    human,
+    describe_published,
     kaggle_user,
     parser,
+    publish_dataset,
     rel,
     run_tool,
-    sync_files,
     tree_files,
-    write_manifest,
 )
 
 import arcsub
@@ -117,14 +117,11 @@ def build(
         check_model_dir(model_dir)
     except ArcDataError as e:
         raise ToolError(str(e)) from None
-    if out.resolve() == model_dir.resolve() or model_dir.resolve() in out.resolve().parents:
-        raise ToolError(f"--out {out}: must not be the model directory or inside it")
+    check_out_folder(out, model_dir, "model directory")
     if adapters is not None and not (adapters / "adapter_config.json").is_file():
         raise ToolError(f"{adapters}: not a PEFT adapter folder (no adapter_config.json)")
     if config is not None and not config.is_file():
         raise ToolError(f"{config}: pipeline config not found")
-    if out.exists() and not out.is_dir():
-        raise ToolError(f"{out}: exists and is not a folder")
     meta = dataset_metadata(
         user,
         slug,
@@ -147,8 +144,6 @@ def build(
         raise ToolError(f"{model_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...)")
     weights = sorted(n for n in plan if "/" not in n and (n.endswith(".safetensors") or n.endswith(".bin")))
 
-    files, copied, removed = sync_files(plan, out, {MODEL_MANIFEST, "dataset-metadata.json"})
-
     manifest = {
         "kind": MODEL_KIND,
         "arcsub": arcsub.__version__,
@@ -161,18 +156,10 @@ def build(
         "tokenizer_files": tokenizer,
         "config": cfg,
         "settings": info,
-        "files": dict(sorted(files.items())),
     }
-    changed = write_manifest(out, manifest, meta)
+    res = publish_dataset(plan, out, manifest, meta)
     check_model_dir(out)  # the notebook loads the model from this folder
-    return {
-        "out": out,
-        "files": files,
-        "copied": copied,
-        "removed": removed,
-        "changed": bool(copied or removed or changed),
-        "manifest": manifest,
-    }
+    return res
 
 
 def main(argv: Sequence[str]) -> int:
@@ -193,10 +180,9 @@ def main(argv: Sequence[str]) -> int:
         adapters=args.adapters,
         config=args.config,
     )
-    total = sum(f["size"] for f in res["files"].values())
-    state = f"{len(res['copied'])} copied, {len(res['removed'])} removed" if res["changed"] else "unchanged"
+    counts, state = describe_published(res)
     print(
-        f"{rel(res['out'])}: model {model_dir.name} ({len(res['files'])} files, {human(total)}, weights "
+        f"{rel(res['out'])}: model {model_dir.name} ({counts}, weights "
         f"{', '.join(res['manifest']['weights'])}"
         + (", with adapters" if args.adapters else "")
         + f"); {state}"

@@ -275,7 +275,44 @@ def write_manifest(out: Path, manifest: dict[str, Any], meta: dict[str, Any]) ->
     from arcsub.kaggle import MODEL_MANIFEST, verify_dataset_files
 
     changed = write_json_if_changed(out / MODEL_MANIFEST, manifest)
-    changed |= write_json_if_changed(out / "dataset-metadata.json", meta)
+    changed |= write_json_if_changed(out / DATASET_METADATA, meta)
     check_dataset_metadata(out)
     verify_dataset_files(out, manifest, full=True)
     return changed
+
+
+def check_out_folder(out: Path, source: Path, what: str) -> None:
+    """A dataset builder's --out: not the `source` folder or inside it (syncing would delete from it), and a
+    folder if it exists."""
+    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
+        raise ToolError(f"--out {out}: must not be the {what} or inside it")
+    if out.exists() and not out.is_dir():
+        raise ToolError(f"{out}: exists and is not a folder")
+
+
+def publish_dataset(
+    plan: dict[str, Path], out: Path, manifest: dict[str, Any], meta: dict[str, Any]
+) -> dict[str, Any]:
+    """The end of every file dataset builder: `out` synced to `plan`, then `manifest` (with each file's size and
+    sha256 added as "files") and the metadata written and checked. Returns out, files, copied, removed, changed
+    and the manifest."""
+    from arcsub.kaggle import MODEL_MANIFEST
+
+    files, copied, removed = sync_files(plan, out, {MODEL_MANIFEST, DATASET_METADATA})
+    manifest = {**manifest, "files": dict(sorted(files.items()))}
+    changed = write_manifest(out, manifest, meta)
+    return {
+        "out": out,
+        "files": files,
+        "copied": copied,
+        "removed": removed,
+        "changed": bool(copied or removed or changed),
+        "manifest": manifest,
+    }
+
+
+def describe_published(res: dict[str, Any]) -> tuple[str, str]:
+    """("N files, size", what the run changed) of a publish_dataset result, for the builders' one-line report."""
+    total = sum(f["size"] for f in res["files"].values())
+    state = f"{len(res['copied'])} copied, {len(res['removed'])} removed" if res["changed"] else "unchanged"
+    return f"{len(res['files'])} files, {human(total)}", state
