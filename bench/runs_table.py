@@ -57,17 +57,19 @@ def summarize(name: str, files: list[Path]) -> dict:
                 loss=recs[-1]["loss"],
                 tok_s=statistics.median(r["tokens_per_s"] for r in recs[1:] or recs),
             )
-        elif f.suffix == ".json" and "rows" in (obj := json.loads(f.read_text())):
-            tables.append(obj["rows"])
-        elif f.suffix == ".json" and "challenges" in obj:
-            which = "train" if "training" in Path(obj["challenges"]).name else "eval"
-            cfg = obj["config"]
-            row[which] = {
-                "score": obj["score"],
-                **obj["metrics"],
-                "views": cfg["views"],
-                "sel": cfg["selection"],
-            }
+        elif f.suffix == ".json":
+            obj = json.loads(f.read_text())
+            if "rows" in obj:
+                tables.append(obj["rows"])
+            elif "challenges" in obj:
+                which = "train" if "training" in Path(obj["challenges"]).name else "eval"
+                cfg = obj["config"]
+                row[which] = {
+                    "score": obj["score"],
+                    **obj["metrics"],
+                    "views": cfg["views"],
+                    "sel": cfg["selection"],
+                }
     for rows in tables:
         if "eval" in row and (hit := rows.get(f"{row['eval']['views']} views, likelihood")):
             row["eval"].update(score=hit["score"], sel="likelihood")
