@@ -14,7 +14,10 @@
 #   select    bench/task_selection.py on that prediction: 8/16/32/... views x vote / likelihood
 #   trainset  task-predict on the training tasks of $SET ($TRAIN_VIEWS views, default 32): the seed's
 #             training-set table (the transductive model trained on them, test outputs included)
-#   pertask   bench/time_per_task.sh 8: per-task TTFT and prediction times, small and 0.5B shape
+#   pertask   bench/time_per_task.sh ${TIMING_TASKS:-8}: per-task TTFT and prediction times, small and 0.5B shape
+#   joint     joint vs per-task test-time training at equal compute on the first $TASKS (default 20) evaluation
+#             tasks of $SET, demonstrations only (no training tasks, no RE-ARC), no compile: one task model on all
+#             of them for $STEPS steps (default 3000) against one model per task for $STEPS/$TASKS steps each
 #   pack      the trained task model (weights + task index) as 15 MiB parts in OUT_DIR, so it outlives the machine
 #             (the device returns at most 8 files of 16 MiB): `cat OUT/*.part-* | tar xf -` restores model/
 set -uo pipefail
@@ -71,5 +74,15 @@ fi
 if has pack && [ -f $w/$run/model/config.json ]; then
   tar cf - -C $w/$run model | split -b 15m - "$out/$run-model.tar.part-"; ls "$out" | grep -c part-
 fi
-if has pertask; then bash bench/time_per_task.sh 8 2>&1 | tail -n 6; fi
+k=${TASKS:-20}; left() { echo $(( limit - ($(date +%s) - t0) - 10 )); }
+if has joint; then
+  st=${STEPS:-3000}; abl="--pipeline task --challenges $ev --tasks $k --first --json train.data.challenges=[] train.data.re_arc=null
+    beside_data=false train.compile=false train.seconds=0 time_budget=0"
+  timeout $(left) $a dry-run $abl -o $w/joint$k train.steps=$st train.optim.warmup=$((st / 20)) \
+    > "$out/joint$k.json" 2> "$out/joint$k.log"; echo "joint$k rc=$? $(date +%s)"
+  timeout $(left) $a dry-run $abl -o $w/pertask$k per_task=true train.steps=$((st / k)) \
+    train.optim.warmup=$((st / k / 20)) > "$out/pertask$k.json" 2> "$out/pertask$k.log"; echo "pertask$k rc=$?"
+  cp $w/pertask$k/submission.json "$out/pertask$k-submission.json" 2>/dev/null
+fi
+if has pertask; then bash bench/time_per_task.sh ${TIMING_TASKS:-8} 2>&1 | tail -n 6; fi
 echo "call seconds: $(( $(date +%s) - t0 ))"

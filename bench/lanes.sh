@@ -5,7 +5,8 @@
 # $ARCSUB_DATA. Usage: bench/lanes.sh OUT_DIR LIMIT LANE[+LANE...] ...
 #   LANE is NAME:SECONDS:OVERRIDES, OVERRIDES comma-separated: lower-case key=value go to task-train, UPPER-CASE
 #   ones are this lane's environment for gpu_stages.sh (SET, TASK_CONFIG, VIEWS, STAGES with '/' between stages);
-#   LANE+LANE runs lanes one after the other on the same GPU, within the same LIMIT.
+#   LANE+LANE runs lanes one after the other on the same GPU, within the same LIMIT; GPUS=k in a slot's first
+#   lane gives that slot k GPUs (DDP training, e.g. GPUS=2,TASK_ARGS... for ARC-AGI-2 beside 1-GPU lanes).
 #   ablations at equal compute (docs/experiments/task-model-ablations.md has the calls that were run):
 #     bench/lanes.sh OUT 560 base:360: 1d:360:positions=1d notask:360:task_embedding=false adamw:360:optim.name=adamw
 #   pretraining, then joint TTT from its model, in sequence on one GPU; per-task times on another:
@@ -22,14 +23,16 @@ run_lane() {  # GPU LANE: one gpu_stages.sh run, with what is left of LIMIT
     if [[ $x == STAGES=* ]]; then stages=${x#STAGES=}; stages=${stages//\//,}
     elif [[ $x =~ ^[A-Z_]+= ]]; then envs+=("$x"); else targs+=("$x"); fi
   done
-  env CUDA_VISIBLE_DEVICES=$1 NGPU=1 TAG=$name TASK_ARGS="${targs[*]}" "${envs[@]}" \
+  env CUDA_VISIBLE_DEVICES=$1 NGPU=$(( $(tr -cd , <<< "$1" | wc -c) + 1 )) TAG=$name TASK_ARGS="${targs[*]}" "${envs[@]}" \
     bash bench/gpu_stages.sh "$out/$name" "$stages" "$secs" $(( limit - ($(date +%s) - t0) )) > "$out/$name.log" 2>&1
 }
 for slot in "$@"; do
   IFS=+ read -ra seq <<< "$slot"
   for lane in "${seq[@]}"; do names+=("${lane%%:*}"); done
-  ( for lane in "${seq[@]}"; do run_lane $gpu "$lane"; done ) &
-  gpu=$((gpu + 1))
+  k=1; [[ ${seq[0]} =~ GPUS=([0-9]+) ]] && k=${BASH_REMATCH[1]}
+  devs=$(seq -s, $gpu $((gpu + k - 1)))
+  ( for lane in "${seq[@]}"; do run_lane "$devs" "$lane"; done ) &
+  gpu=$((gpu + k))
 done
 wait
 for name in "${names[@]}"; do
