@@ -84,5 +84,5 @@ if has joint; then
     train.optim.warmup=$((st / k / 20)) > "$out/pertask$k.json" 2> "$out/pertask$k.log"; echo "pertask$k rc=$?"
   cp $w/pertask$k/submission.json "$out/pertask$k-submission.json" 2>/dev/null
 fi
-if has pertask; then bash bench/time_per_task.sh ${TIMING_TASKS:-8} 2>&1 | tail -n 6; fi
+if has pertask; then bash bench/time_per_task.sh ${TIMING_TASKS:-8} 2>&1; fi
 echo "call seconds: $(( $(date +%s) - t0 ))"
