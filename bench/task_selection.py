@@ -22,7 +22,7 @@ import numpy as np
 
 from arcsub.config import from_dict
 from arcsub.data import grid_to_list, grids_equal, load_tasks, resolve_path, write_json_atomic
-from arcsub.metrics import format_metrics_table
+from arcsub.metrics import TABLE_COLUMNS, format_metrics_table
 from arcsub.predict import score_run
 from arcsub.select import NEEDS_SCORER, select
 from arcsub.submission import build_submission
@@ -125,7 +125,9 @@ def main() -> None:
                 k == cfg.views and strategy == cfg.selection and "score" in run
             ):  # must reproduce the run itself
                 assert abs(scored["score"] - run["score"]) < 1e-9, (scored["score"], run["score"])
-    print(format_metrics_table({n: r["metrics"] for n, r in rows.items()}, markdown=True))
+    # the Kaggle score is the column that depends on the strategy; the metrics describe the candidate pool
+    table = {n: {"score": r["score"], **r["metrics"]} for n, r in rows.items()}
+    print(format_metrics_table(table, markdown=True, columns=("score", *TABLE_COLUMNS)))
     write_json_atomic(args.out, {"run": args.run, "rows": rows}, indent=2)
     print(plot(Path(args.out)))
 
