@@ -6,7 +6,8 @@
 #   LANE is NAME:SECONDS:OVERRIDES, OVERRIDES comma-separated: lower-case key=value go to task-train, UPPER-CASE
 #   ones are this lane's environment for gpu_stages.sh (SET, TASK_CONFIG, VIEWS, STAGES with '/' between stages);
 #   LANE+LANE runs lanes one after the other on the same GPU, within the same LIMIT; GPUS=k in a slot's first
-#   lane gives that slot k GPUs (DDP training, e.g. GPUS=2,TASK_ARGS... for ARC-AGI-2 beside 1-GPU lanes).
+#   lane gives that slot k GPUs (DDP training), e.g. "arc2:380:GPUS=2,SET=arc-agi-2,rows=2,TASK_CONFIG=..." beside
+#   one-GPU lanes (docs/experiments/task-model-ablations.md has the session-5 call).
 #   ablations at equal compute (docs/experiments/task-model-ablations.md has the calls that were run):
 #     bench/lanes.sh OUT 560 base:360: 1d:360:positions=1d notask:360:task_embedding=false adamw:360:optim.name=adamw
 #   pretraining, then joint TTT from its model, in sequence on one GPU; per-task times on another:
