@@ -211,19 +211,38 @@ def row_layout(cfg: TaskTrainConfig, backend: str) -> tuple[int, int]:
 
 
 CALIBRATE = (10, 40)  # steps after a session's start: timed between the two, after compilation
+# with a wsd or constant schedule the fit is refreshed every REFIT steps until the decay would start, from the
+# time per step since calibration: checkpoint saves and data stalls, which steps 10-40 do not see, count too
+# (an H100 pipeline run planned 30 ms/step and averaged 35 ms: training ran 13 % over its seconds without it)
+REFIT = 200
 
 
 def fit_steps(cfg: TaskTrainConfig, step: int, sps: float, elapsed: float, dist, device) -> int:
     """The step count that ends training after about cfg.seconds, from the measured seconds per step.
 
-    Called once, while the learning rate is still warming up (so no schedule point has been passed); under DDP
-    the ranks take the smallest count so that they stop together."""
+    Called while the learning rate is still warming up (so no schedule point has been passed), and again by
+    `refit`; under DDP the ranks take the smallest count so that they stop together."""
     steps = min(cfg.steps, step + max(1, int((cfg.seconds - elapsed) / max(sps, 1e-9))))
     if dist.world > 1:
         t = torch.tensor(steps, device=device)
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
         steps = int(t)
     return steps
+
+
+def refit(
+    cfg: TaskTrainConfig, step: int, total: int, sps: float, elapsed: float, dist, device
+) -> int | None:
+    """A new step count from the time per step measured so far, or None once the decay has begun (with it the
+    schedule would jump). Only wsd and constant schedules hold the lr flat until then, so only they refit."""
+
+    def decay_start(n: int) -> int:
+        return int(n * (1 - cfg.optim.decay_frac)) if cfg.optim.schedule == "wsd" else n
+
+    if cfg.optim.schedule not in ("wsd", "constant") or step >= decay_start(total):
+        return None
+    new = fit_steps(cfg, step, sps, elapsed, dist, device)  # same on every rank: the decision is too
+    return new if step < decay_start(new) else None
 
 
 def _optimizer(model, o: TaskOptimSettings, device: torch.device) -> torch.optim.Optimizer:
@@ -259,6 +278,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
     plan = run / "plan.json"  # the fitted step count of a `seconds` run, kept for resuming
     total = json.loads(plan.read_text())["steps"] if plan.exists() else cfg.steps
     calibrate = cfg.seconds > 0 and not plan.exists()
+    refitting = False  # set once the first fit is made: a resumed run keeps its plan's count
     if calibrate and start + CALIBRATE[1] > cfg.optim.warmup:
         raise ArcDataError(
             f"config: seconds needs optim.warmup >= {CALIBRATE[1]} (the step count is fitted then)"
@@ -310,20 +330,32 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
         gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)
         step += 1
         bar.update(1)
-        if calibrate and step in (start + CALIBRATE[0], start + CALIBRATE[1]):
+        fitting = calibrate and step in (start + CALIBRATE[0], start + CALIBRATE[1])
+        if fitting or (refitting and (step - start) % REFIT == 0):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             now = time.time()
-            if step == start + CALIBRATE[0]:
+            if fitting and step == start + CALIBRATE[0]:
                 t_cal = now
             else:
-                sps = (now - t_cal) / (CALIBRATE[1] - CALIBRATE[0])
-                total = fit_steps(cfg, step, sps, now - t0, dist, device)
-                calibrate, bar.total = False, total
-                if dist.main:
-                    write_json_atomic(plan, {"steps": total, "seconds_per_step": sps}, indent=2)
+                if fitting:  # the first fit: the plan is written even when the count stays cfg.steps
+                    sps = (now - t_cal) / (CALIBRATE[1] - CALIBRATE[0])
+                    new = fit_steps(cfg, step, sps, now - t0, dist, device)
+                    calibrate, refitting, t_fit, step_fit, changed = False, True, now, step, True
+                else:
+                    sps = (now - t_fit) / (step - step_fit)
+                    new = refit(cfg, step, total, sps, now - t0, dist, device)
+                    refitting = new is not None
+                    new = total if new is None else new
+                    changed = abs(new - total) > 0.01 * total
+                if new != total or fitting:
+                    total = bar.total = new
+                    if dist.main:
+                        write_json_atomic(plan, {"steps": total, "seconds_per_step": sps}, indent=2)
+                if dist.main and changed:
                     print(
-                        f"arcsub task-train: {sps * 1e3:.0f} ms/step: {total} steps fit {cfg.seconds:.0f} s",
+                        f"arcsub task-train: {sps * 1e3:.0f} ms/step: {total} steps fit {cfg.seconds:.0f} s"
+                        + ("" if fitting else f" (refitted at step {step})"),
                         flush=True,
                     )
         if dist.main and (step % cfg.log_every == 0 or step == total):

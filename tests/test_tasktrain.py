@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from arcsub.taskdata import (
 from arcsub.taskmodel import load_task_model
 from arcsub.taskpredict import decode
 from arcsub.tasktrain import TaskTrainConfig, check_config, train
+from arcsub.train import optimizer_step
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "task-tiny-cpu.yaml"
 
@@ -223,6 +226,39 @@ def test_seconds_fit_the_step_count_and_a_resume_keeps_it(arc1_train, tmp_path):
     assert json.loads((run / "model" / "arcsub.json").read_text())["steps"] == plan["steps"]
     with pytest.raises(ArcDataError, match="warmup"):  # the count must be fixed before the schedule moves
         train(tiny_config(*common, "seconds=5", "optim.warmup=5", f"out_dir={tmp_path / 's'}"))
+
+
+def test_a_slowdown_after_calibration_shortens_a_wsd_plan_but_not_a_cosine_one(
+    arc1_train, tmp_path, monkeypatch, capsys
+):
+    """Checkpoint saves and data stalls come after steps 10-40: wsd refits its step count until the decay starts
+    (the lr is flat until then), cosine keeps its first fit (every step's lr depends on the count)."""
+    import arcsub.tasktrain as tt
+
+    ch, _ = write_subset(arc1_train, smallest(arc1_train, 2), tmp_path, "two")
+    calls = {"n": 0}
+
+    def slow_after_calibration(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 45:
+            time.sleep(0.06)
+        return optimizer_step(*args, **kwargs)
+
+    monkeypatch.setattr(tt, "optimizer_step", slow_after_calibration)
+    monkeypatch.setattr(tt, "REFIT", 10)
+    common = [f"data.challenges=[{ch}]", "seq_len=512", "optim.warmup=40", "steps=100000", "seconds=3"]
+    plans = {}
+    for schedule in ("wsd", "cosine"):
+        calls["n"] = 0
+        run = train(
+            tiny_config(*common, f"optim.schedule={schedule}", f"out_dir={tmp_path / schedule}"), False
+        )
+        first = int(re.search(r"ms/step: (\d+) steps fit", capsys.readouterr().out).group(1))
+        plans[schedule] = (first, json.loads((run / "plan.json").read_text())["steps"])
+        assert json.loads((run / "model" / "arcsub.json").read_text())["steps"] == plans[schedule][1]
+    first, final = plans["wsd"]
+    assert final < first  # every step after 45 is slower: the count falls
+    assert plans["cosine"][0] == plans["cosine"][1]
 
 
 def test_attention_degrades_to_sdpa_below_ampere(monkeypatch):
