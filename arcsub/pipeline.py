@@ -66,6 +66,28 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+@dataclass
+class WorkerResults:
+    """One worker's attempts.<rank>.json and predictions.<rank>.json: read back when a run resumes, rewritten
+    (atomically, attempts last: they mark tasks done) whenever tasks finish; merge_attempts joins the workers."""
+
+    attempts_file: Path
+    preds_file: Path
+    attempts: dict[str, Any]
+    predictions: dict[str, Any]
+
+    @classmethod
+    def load(cls, out: Path, rank: int) -> WorkerResults:
+        a, p = out / f"attempts.{rank}.json", out / f"predictions.{rank}.json"
+        return cls(a, p, read_json(a) if a.exists() else {}, read_json(p) if p.exists() else {})
+
+    def add(self, predictions: dict[str, Any], attempts: dict[str, Any]) -> None:
+        self.predictions.update(predictions)
+        self.attempts.update(attempts)
+        write_json_atomic(self.preds_file, self.predictions)
+        write_json_atomic(self.attempts_file, self.attempts)
+
+
 def _run_shard(
     rank: int, ids: list[str], challenges: str, out: str, cfg: PipelineConfig, deadline: float
 ) -> None:
@@ -81,12 +103,10 @@ def _run_shard(
     model = cfg.model or str(default_model_dir())
     out_p = Path(out)
     adapters = out_p / "adapters"
-    attempts_file, preds_file = out_p / f"attempts.{rank}.json", out_p / f"predictions.{rank}.json"
-    attempts = read_json(attempts_file) if attempts_file.exists() else {}
-    predictions = read_json(preds_file) if preds_file.exists() else {}
+    results = WorkerResults.load(out_p, rank)
     times_file = out_p / f"times.{rank}.json"
     times = read_json(times_file) if times_file.exists() else {"ttft": 0.0, "predict": 0.0}
-    todo = [t for t in ids if t not in attempts]
+    todo = [t for t in ids if t not in results.attempts]
     if not todo:  # a rerun after everything finished: load nothing
         return
     fitter = _Fitter(model, cfg.ttft, _device(rank)) if cfg.ttft_enabled else None
@@ -112,12 +132,9 @@ def _run_shard(
         t0 = time.time()
         preds, att = predict(chunk, model, cfg.predict, adapters_dir, engine, progress=False)
         times["predict"] += time.time() - t0
-        predictions.update(preds)
-        attempts.update(att)
-        write_json_atomic(preds_file, predictions)
-        write_json_atomic(attempts_file, attempts)
+        results.add(preds, att)
         write_json_atomic(times_file, times)
-        log.info("worker %d: %d/%d tasks done", rank, len(attempts), len(ids))
+        log.info("worker %d: %d/%d tasks done", rank, len(results.attempts), len(ids))
 
 
 def _device(rank: int) -> str:

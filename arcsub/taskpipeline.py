@@ -23,8 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_config, to_dict
-from .data import ArcDataError, Task, load_tasks, read_json, resolve_path, write_json_atomic
-from .pipeline import finish_run, gpu_count, hide_test_outputs, merge_attempts, run_workers, start_run
+from .data import ArcDataError, Task, load_tasks, resolve_path, write_json_atomic
+from .pipeline import (
+    WorkerResults,
+    finish_run,
+    gpu_count,
+    hide_test_outputs,
+    merge_attempts,
+    run_workers,
+    start_run,
+)
 from .taskdata import TaskDataSettings
 from .taskmodel import PRESETS
 from .taskpredict import TaskPredictConfig
@@ -206,10 +214,8 @@ def predict_shard(
         torch.cuda.set_device(rank)
     tasks = load_tasks(test_file)
     out_p = Path(out)
-    attempts_file, preds_file = out_p / f"attempts.{rank}.json", out_p / f"predictions.{rank}.json"
-    attempts = read_json(attempts_file) if attempts_file.exists() else {}
-    predictions = read_json(preds_file) if preds_file.exists() else {}
-    todo = [t for t in ids if t not in attempts]
+    results = WorkerResults.load(out_p, rank)
+    todo = [t for t in ids if t not in results.attempts]
     if not todo:
         return
     device = _device(cfg.predict)
@@ -222,11 +228,8 @@ def predict_shard(
             break
         chunk = {t: tasks[t] for t in todo[start : start + cfg.chunk]}
         preds, att = predict_tasks(model, index, chunk, cfg.predict, progress=False)
-        predictions.update(preds)
-        attempts.update(att)
-        write_json_atomic(preds_file, predictions)
-        write_json_atomic(attempts_file, attempts)
-        log.info("worker %d: predicted %d/%d tasks", rank, len(attempts), len(ids))
+        results.add(preds, att)
+        log.info("worker %d: predicted %d/%d tasks", rank, len(results.attempts), len(ids))
 
 
 def run_pipeline(
@@ -283,11 +286,9 @@ def _run_per_task(
 ) -> dict[str, Any]:
     """The per-task ablation: the joint pipeline on each task alone (out/per-task/<id>), in turn on one GPU;
     submission.json improves after every task, and a task finished by an earlier run is not redone."""
-    done_file, preds_file = out / "attempts.0.json", out / "predictions.0.json"
-    attempts = read_json(done_file) if done_file.exists() else {}
-    predictions = read_json(preds_file) if preds_file.exists() else {}
+    results = WorkerResults.load(out, 0)
     one = dataclasses.replace(cfg, per_task=False, gpus=1)
-    todo = [t for t in tasks if t not in attempts]
+    todo = [t for t in tasks if t not in results.attempts]
     for i, tid in enumerate(todo):
         left = cfg.time_budget - (time.time() - t_start) if cfg.time_budget else 0.0
         if cfg.time_budget and left < 20 * (len(todo) - i):  # a task model needs ~10 s of training at least
@@ -295,15 +296,13 @@ def _run_per_task(
             break
         sub = dataclasses.replace(one, time_budget=left / (len(todo) - i) if cfg.time_budget else 0.0)
         run_pipeline(challenges, out / "per-task" / tid, sub, task_ids=[tid])
-        attempts.update(read_json(out / "per-task" / tid / "attempts.0.json"))
-        predictions.update(read_json(out / "per-task" / tid / "predictions.0.json"))
-        write_json_atomic(preds_file, predictions)
-        write_json_atomic(done_file, attempts)
+        task_results = WorkerResults.load(out / "per-task" / tid, 0)
+        results.add(task_results.predictions, task_results.attempts)
         merge_attempts(out, tasks)
     summary: dict[str, Any] = {
         "submission": str(out / "submission.json"),
         "tasks": len(tasks),
-        "predicted": sum(t in attempts for t in tasks),
+        "predicted": sum(t in results.attempts for t in tasks),
         "workers": 1,
         "model": str(out / "per-task"),
         "stage_seconds": {"per_task": round(time.time() - t_start, 1)},

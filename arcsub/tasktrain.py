@@ -245,6 +245,13 @@ def refit(
     return new if step < decay_start(new) else None
 
 
+def _synced_time(device: torch.device) -> float:
+    """Wall time once the GPU has finished the queued work, so step timings are not the launch times."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.time()
+
+
 def _optimizer(model, o: TaskOptimSettings, device: torch.device) -> torch.optim.Optimizer:
     return build_muon(model, o) if o.name in ("muon", "normuon") else build_optimizer(model, o, device)
 
@@ -330,34 +337,29 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
         gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)
         step += 1
         bar.update(1)
-        fitting = calibrate and step in (start + CALIBRATE[0], start + CALIBRATE[1])
-        if fitting or (refitting and (step - start) % REFIT == 0):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            now = time.time()
-            if fitting and step == start + CALIBRATE[0]:
-                t_cal = now
+        if calibrate and step == start + CALIBRATE[0]:
+            t_cal = _synced_time(device)
+        elif (calibrate and step == start + CALIBRATE[1]) or (refitting and (step - start) % REFIT == 0):
+            now = _synced_time(device)
+            if calibrate:  # the first fit: the plan is written even when the count stays cfg.steps
+                sps = (now - t_cal) / (CALIBRATE[1] - CALIBRATE[0])
+                new = fit_steps(cfg, step, sps, now - t0, dist, device)
+                t_fit, step_fit, show = now, step, True
             else:
-                if fitting:  # the first fit: the plan is written even when the count stays cfg.steps
-                    sps = (now - t_cal) / (CALIBRATE[1] - CALIBRATE[0])
-                    new = fit_steps(cfg, step, sps, now - t0, dist, device)
-                    calibrate, refitting, t_fit, step_fit, changed = False, True, now, step, True
-                else:
-                    sps = (now - t_fit) / (step - step_fit)
-                    new = refit(cfg, step, total, sps, now - t0, dist, device)
-                    refitting = new is not None
-                    new = total if new is None else new
-                    changed = abs(new - total) > 0.01 * total
-                if new != total or fitting:
-                    total = bar.total = new
-                    if dist.main:
-                        write_json_atomic(plan, {"steps": total, "seconds_per_step": sps}, indent=2)
-                if dist.main and changed:
-                    print(
-                        f"arcsub task-train: {sps * 1e3:.0f} ms/step: {total} steps fit {cfg.seconds:.0f} s"
-                        + ("" if fitting else f" (refitted at step {step})"),
-                        flush=True,
-                    )
+                sps = (now - t_fit) / (step - step_fit)
+                new = refit(cfg, step, total, sps, now - t0, dist, device)
+                show = new is not None and abs(new - total) > 0.01 * total
+            if new is not None and (calibrate or new != total):
+                total = bar.total = new
+                if dist.main:
+                    write_json_atomic(plan, {"steps": total, "seconds_per_step": sps}, indent=2)
+            if dist.main and show:
+                print(
+                    f"arcsub task-train: {sps * 1e3:.0f} ms/step: {total} steps fit {cfg.seconds:.0f} s"
+                    + ("" if calibrate else f" (refitted at step {step})"),
+                    flush=True,
+                )
+            calibrate, refitting = False, new is not None
         if dist.main and (step % cfg.log_every == 0 or step == total):
             now = time.time()
             # timed over the last window only, so compilation in the first one does not skew the eta
