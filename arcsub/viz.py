@@ -236,6 +236,13 @@ def task_image(
     return im
 
 
+def save_png(image: Image.Image, path: str | os.PathLike, optimize: bool = False) -> Path:
+    """Write `image` as a PNG at `path` atomically (a reader never sees half a file). Returns the path."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=optimize)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
 def render_task_png(
     task: Task,
     path: str | os.PathLike,
@@ -245,9 +252,7 @@ def render_task_png(
 ) -> Path:
     """Draw `task` (and its candidates: the task's list per test input, or a whole predictions mapping)
     to a PNG at `path`, written atomically. Returns the path."""
-    buf = io.BytesIO()
-    task_image(task, predictions, max_candidates, cell).save(buf, format="PNG", optimize=True)
-    return write_bytes_atomic(path, buf.getvalue())
+    return save_png(task_image(task, predictions, max_candidates, cell), path, optimize=True)
 
 
 # ---------------------------------------------------------------- HTML
@@ -477,6 +482,4 @@ def render_curves_png(
     if len(names) != len(logs):
         raise ArcDataError(f"plot: {len(names)} label(s) for {len(logs)} log(s)")
     series = {name: read_log_series(p, x, y) for name, p in zip(names, logs, strict=True)}
-    buf = io.BytesIO()
-    curves_image(series, x, y, log_y).save(buf, format="PNG")
-    return write_bytes_atomic(out, buf.getvalue())
+    return save_png(curves_image(series, x, y, log_y), out)

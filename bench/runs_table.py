@@ -12,12 +12,11 @@ An argument is a folder of one run's files, or NAME=FILE,FILE,... (files kept el
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 from pathlib import Path
 
-from arcsub.data import ArcDataError, write_bytes_atomic
+from arcsub.data import ArcDataError
 
 
 def run_files(arg: str) -> tuple[str, list[Path]]:
@@ -106,7 +105,7 @@ def markdown(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], out: Path) -> None:
     """Evaluation score and vote_2 (and training-set vote_2 where measured) against training seconds."""
-    from arcsub.viz import curves_image
+    from arcsub.viz import curves_image, save_png
 
     rows = sorted((r for r in rows if "eval" in r), key=lambda r: r["train_s"])
     series = {
@@ -119,9 +118,7 @@ def plot(rows: list[dict], out: Path) -> None:
             [r["train_s"] for r in trained],
             [r["train"]["vote_2"] for r in trained],
         )
-    buf = io.BytesIO()
-    curves_image(series, "training seconds", "fraction").save(buf, format="PNG")
-    write_bytes_atomic(out, buf.getvalue())
+    save_png(curves_image(series, "training seconds", "fraction"), out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,19 +45,14 @@ def cached(scorer):
 
 def plot(table: Path) -> Path:
     """Kaggle score against the number of views, one line per selection strategy, next to the table."""
-    import io
-
-    from arcsub.data import write_bytes_atomic
-    from arcsub.viz import curves_image
+    from arcsub.viz import curves_image, save_png
 
     series: dict[str, tuple[list[float], list[float]]] = {}
     for r in json.loads(table.read_text())["rows"].values():
         xs, ys = series.setdefault(r["selection"], ([], []))
         xs.append(r["views"])
         ys.append(r["score"])
-    buf = io.BytesIO()
-    curves_image(series, "views", "Kaggle score").save(buf, format="PNG")
-    return write_bytes_atomic(table.with_suffix(".png"), buf.getvalue())
+    return save_png(curves_image(series, "views", "Kaggle score"), table.with_suffix(".png"))
 
 
 def main() -> None:
