@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from arcsub.data import dataset_files, load_tasks
-from arcsub.encode import COMPACT_VOCAB, FORMATS, Codec
-from arcsub.infer.base import SamplingSettings
-from arcsub.infer.torch_engine import TorchEngine, decoding_sdpa_backends, pick_dtype
-from arcsub.models import build_model, load_model
-from arcsub.predict import PredictConfig, prompt_jobs
+from arcsub.core.data import dataset_files, load_tasks
+from arcsub.core.encode import COMPACT_VOCAB, FORMATS, Codec
+from arcsub.lm.infer.base import SamplingSettings
+from arcsub.lm.infer.torch_engine import TorchEngine, decoding_sdpa_backends, pick_dtype
+from arcsub.lm.models import build_model, load_model
+from arcsub.lm.predict import PredictConfig, prompt_jobs
 
 
 def sync(device: torch.device) -> None:

@@ -16,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from arcsub.data import ArcDataError
+from arcsub.core.data import ArcDataError
 
 
 def run_files(arg: str) -> tuple[str, list[Path]]:
@@ -105,7 +105,7 @@ def markdown(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], out: Path) -> None:
     """Evaluation score and vote_2 (and training-set vote_2 where measured) against training seconds."""
-    from arcsub.viz import curves_image, save_png
+    from arcsub.core.viz import curves_image, save_png
 
     rows = sorted((r for r in rows if "eval" in r), key=lambda r: r["train_s"])
     series = {

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from arcsub.config import from_dict
-from arcsub.data import grid_to_list, grids_equal, load_tasks, resolve_path, write_json_atomic
-from arcsub.metrics import TABLE_COLUMNS, format_metrics_table
-from arcsub.predict import score_run
-from arcsub.select import NEEDS_SCORER, select
-from arcsub.submission import build_submission
-from arcsub.taskpredict import TaskPredictConfig, _device, _jobs, _scorer, ensure_rows
+from arcsub.core.config import from_dict
+from arcsub.core.data import grid_to_list, grids_equal, load_tasks, resolve_path, write_json_atomic
+from arcsub.core.metrics import TABLE_COLUMNS, format_metrics_table
+from arcsub.core.select import NEEDS_SCORER, select
+from arcsub.core.submission import build_submission
+from arcsub.lm.predict import score_run
+from arcsub.taskmodel.predict import TaskPredictConfig, _device, _jobs, _scorer, ensure_rows
 
 
 def cached(scorer):
@@ -45,7 +45,7 @@ def cached(scorer):
 
 def plot(table: Path) -> Path:
     """Kaggle score against the number of views, one line per selection strategy, next to the table."""
-    from arcsub.viz import curves_image, save_png
+    from arcsub.core.viz import curves_image, save_png
 
     series: dict[str, tuple[list[float], list[float]]] = {}
     for r in json.loads(table.read_text())["rows"].values():
@@ -80,8 +80,8 @@ def main() -> None:
     strategies = args.strategies.split(",")
     model = index = None
     if any(s in NEEDS_SCORER for s in strategies):
-        from arcsub.taskmodel import load_task_model
-        from arcsub.train import pick_dtype
+        from arcsub.lm.train import pick_dtype
+        from arcsub.taskmodel.model import load_task_model
 
         device = _device(cfg)
         model, index = load_task_model(run["model"], device, pick_dtype(cfg.dtype, device))

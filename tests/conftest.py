@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from arcsub.data import Task, data_dir, dataset_files, load_tasks
+from arcsub.core.data import Task, data_dir, dataset_files, load_tasks
 
 
 def _load_set(name: str, split: str) -> dict[str, Task]:
@@ -21,7 +21,7 @@ def _load_set(name: str, split: str) -> dict[str, Task]:
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    """The shared ARC data folder (arcsub.data.data_dir()); skips the test when it is absent."""
+    """The shared ARC data folder (arcsub.core.data.data_dir()); skips the test when it is absent."""
     root = data_dir()
     if not root.is_dir():
         pytest.skip(f"ARC data folder not found: {root} (set ARCSUB_DATA to the shared data folder)")

@@ -1,4 +1,4 @@
-"""Tests of arcsub.augment: exact invertibility on real ARC data, D8 group laws, names, views, task surgery."""
+"""Tests of arcsub.core.augment: exact invertibility on real ARC data, D8 group laws, names, views, task surgery."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from arcsub.augment import (
+from arcsub.core.augment import (
     Augmentation,
     d8_apply,
     d8_inverse,
@@ -19,7 +19,7 @@ from arcsub.augment import (
     swap_train_test,
     views,
 )
-from arcsub.data import Pair, Task, data_dir, dataset_files, grids_equal, load_tasks
+from arcsub.core.data import Pair, Task, data_dir, dataset_files, grids_equal, load_tasks
 
 COLOUR_MODES = ("keep0", "all", "none")
 # Not symmetric under any D8 element (all cells distinct), and not square.

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from arcsub import cli
-from arcsub.data import grid_to_list
+from arcsub.cli import app as cli
+from arcsub.core.data import grid_to_list
 
 G = [[1, 2], [3, 4]]
 TASK = {"train": [{"input": G, "output": G}], "test": [{"input": G}]}
@@ -353,6 +353,8 @@ def test_registry_makes_adding_a_command_easy(run_cli, monkeypatch):
 
     cli.register(cli.Command("echo", "say a word", add, run))
     assert run_cli("echo", "hi").rc == 0 and seen == {"word": "hi"}
-    cli.register(cli.Command("lazy", "lazily imported", lambda p: None, "arcsub.metrics:no_such_function"))
+    cli.register(
+        cli.Command("lazy", "lazily imported", lambda p: None, "arcsub.core.metrics:no_such_function")
+    )
     res = run_cli("lazy")  # a broken command is a bug: one line, exit 1, no traceback
     assert res.rc == 1 and len(res.err_lines) == 1 and "internal error" in res.err

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from arcsub.config import load_config
-from arcsub.pipeline import load_pipeline_config
-from arcsub.taskpredict import TaskPredictConfig
-from arcsub.tasktrain import TaskTrainConfig
-from arcsub.train import TrainConfig, run_name
+from arcsub.core.config import load_config
+from arcsub.lm.pipeline import load_pipeline_config
+from arcsub.lm.train import TrainConfig, run_name
+from arcsub.taskmodel.predict import TaskPredictConfig
+from arcsub.taskmodel.train import TaskTrainConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 
@@ -20,7 +20,7 @@ def _load(path: Path):
     if name.startswith("train-"):
         return load_config(TrainConfig, path)
     if name == "task-dry-run-cpu":
-        from arcsub.taskpipeline import load_pipeline_config as load_task_pipeline_config
+        from arcsub.taskmodel.pipeline import load_pipeline_config as load_task_pipeline_config
 
         return load_task_pipeline_config(path, [])
     if name == "task-predict":

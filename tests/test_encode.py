@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from arcsub.data import Pair, Task
-from arcsub.encode import (
+from arcsub.core.data import Pair, Task
+from arcsub.core.encode import (
     COMPACT_VOCAB,
     ENCODERS,
     FORMATS,
@@ -125,7 +125,7 @@ def test_text_format_for_pretrained_tokenizers(codec):
         [Pair(np.array([[1, 2]], np.uint8), np.array([[2, 1]], np.uint8))],
         [Pair(np.array([[3, 4]], np.uint8), np.array([[4, 3]], np.uint8))],
     )
-    from arcsub.encode import output_from_examples
+    from arcsub.core.encode import output_from_examples
 
     segs = output_from_examples(task, 0, FORMATS["text"], 1)
     text = "".join(s for s, _ in segs)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from arcsub.cli import main
-from arcsub.data import Pair, dataset_files
-from arcsub.generate import inputs_task, judge
-from arcsub.pipeline import default_model_dir
+from arcsub.core.data import Pair, dataset_files
+from arcsub.lm.generate import inputs_task, judge
+from arcsub.lm.pipeline import default_model_dir
 
 
 def test_judge_and_inputs_task(arc1_train):

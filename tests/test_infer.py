@@ -1,4 +1,4 @@
-"""Tests of arcsub.infer: DFS against brute force, the grid grammar, KV-cache and batching equivalences,
+"""Tests of arcsub.lm.infer: DFS against brute force, the grid grammar, KV-cache and batching equivalences,
 sampling, scoring, PEFT adapters, dtype choice and vLLM request building (without vllm)."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from arcsub.data import ArcDataError
-from arcsub.encode import COMPACT_VOCAB, FORMATS, Codec, build_compact_tokenizer, parse_answer
-from arcsub.infer import Candidate, SamplingSettings
-from arcsub.infer.base import length_batches
-from arcsub.infer.torch_engine import GridConstraint, TorchEngine, dtype_for
-from arcsub.infer.vllm_engine import (
+from arcsub.core.data import ArcDataError
+from arcsub.core.encode import COMPACT_VOCAB, FORMATS, Codec, build_compact_tokenizer, parse_answer
+from arcsub.lm.infer import Candidate, SamplingSettings
+from arcsub.lm.infer.base import length_batches
+from arcsub.lm.infer.torch_engine import GridConstraint, TorchEngine, dtype_for
+from arcsub.lm.infer.vllm_engine import (
     VLLM_MISSING,
     build_requests,
     candidate_from_completion,
@@ -26,7 +26,7 @@ from arcsub.infer.vllm_engine import (
     score_kwargs,
     vllm_installed,
 )
-from arcsub.models import LoraSettings, apply_lora, build_model
+from arcsub.lm.models import LoraSettings, apply_lora, build_model
 
 TOK = build_compact_tokenizer()
 CODEC = Codec(TOK)
@@ -355,7 +355,7 @@ def test_peft_adapter_changes_outputs_and_missing_adapter_falls_back(tmp_path, c
     engine = TorchEngine(base, tok, device="cpu")
     prompt = PROMPTS[0]
     missing = str(tmp_path / "no_such_task")
-    with caplog.at_level(logging.WARNING, logger="arcsub.infer"):
+    with caplog.at_level(logging.WARNING, logger="arcsub.lm.infer"):
         adapted, plain, fallback = engine.generate(
             [prompt] * 3, params, [str(tmp_path / "task_a"), None, missing]
         )
@@ -475,7 +475,7 @@ def test_engine_choice():
     vllm_installed(), reason="vllm is installed here: the missing-vllm message cannot be shown"
 )
 def test_vllm_engine_without_vllm_is_one_clear_line(tmp_path):
-    from arcsub.infer.vllm_engine import VllmEngine
+    from arcsub.lm.infer.vllm_engine import VllmEngine
 
     with pytest.raises(ArcDataError) as e:
         VllmEngine(tmp_path, TOK)
@@ -485,7 +485,7 @@ def test_vllm_engine_without_vllm_is_one_clear_line(tmp_path):
 def test_growing_cache_is_used_and_behaves_like_concatenation(tiny):
     from transformers import DynamicCache
 
-    from arcsub.infer.torch_engine import GrowingLayer, new_cache
+    from arcsub.lm.infer.torch_engine import GrowingLayer, new_cache
 
     model, _ = tiny
     grown, plain = new_cache(model.config, reserve=2), DynamicCache()

@@ -1,4 +1,4 @@
-"""arcsub.kaggle: paths, dataset discovery, GPU choices, the time budget, the public stand-in and main()."""
+"""arcsub.kaggle.notebook: paths, dataset discovery, GPU choices, the time budget, the public stand-in and main()."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from arcsub import kaggle
-from arcsub.data import ArcDataError, dataset_files, load_tasks, read_json, write_json_atomic
-from arcsub.kaggle import (
+from arcsub.core.data import ArcDataError, dataset_files, load_tasks, read_json, write_json_atomic
+from arcsub.core.submission import load_submission
+from arcsub.kaggle import notebook as kaggle
+from arcsub.kaggle.notebook import (
     CHALLENGES_FILE,
     GpuInfo,
     KagglePaths,
@@ -26,19 +27,18 @@ from arcsub.kaggle import (
     kaggle_paths,
     verify_dataset_files,
 )
-from arcsub.submission import load_submission
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
-# A stand-in for arcsub.pipeline.run_pipeline with the real config loader: it records what it was given,
+# A stand-in for arcsub.lm.pipeline.run_pipeline with the real config loader: it records what it was given,
 # checks the baseline is already on disk, and writes one task's attempts at a time (FAKE_DELAY seconds each).
 FAKE_PIPELINE = textwrap.dedent(
     """
     import json, os, time
     from pathlib import Path
-    from arcsub.data import load_tasks, read_json, write_json_atomic
-    from arcsub.pipeline import PipelineConfig, load_pipeline_config
-    from arcsub.submission import build_submission, write_submission
+    from arcsub.core.data import load_tasks, read_json, write_json_atomic
+    from arcsub.lm.pipeline import PipelineConfig, load_pipeline_config
+    from arcsub.core.submission import build_submission, write_submission
 
     def run_pipeline(challenges, out_dir, cfg, solutions=None, task_ids=None):
         out = Path(out_dir)
@@ -80,7 +80,7 @@ def fake_pipeline(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_model(tmp_path_factory) -> Path:
     """A random tiny model directory (saved like training saves it)."""
-    from arcsub.models import build_model, save_model
+    from arcsub.lm.models import build_model, save_model
 
     d = tmp_path_factory.mktemp("tiny") / "tiny-model"
     net, tok = build_model("tiny", max_len=2048)
@@ -214,7 +214,7 @@ def test_detect_gpus_here():
 
 
 def test_apply_runtime_sets_auto_fields_of_the_real_config():
-    from arcsub.pipeline import PipelineConfig
+    from arcsub.lm.pipeline import PipelineConfig
 
     t4 = GpuInfo(2, ("Tesla T4",) * 2, (7, 5), 15.0, vllm=True)
     cfg = apply_runtime(PipelineConfig(), t4)
@@ -382,7 +382,7 @@ def test_progress_watcher_logs_each_task(tmp_path, arc1_eval, caplog):
     assert w.poll() == []
     first = sorted(tasks)[0]
     kaggle.finalize_submission(tasks, sub, {first: [[[[1]], [[2]]]] * len(tasks[first].test)})
-    with caplog.at_level(logging.INFO, logger="arcsub.kaggle"):
+    with caplog.at_level(logging.INFO, logger="arcsub.kaggle.notebook"):
         time.sleep(0.01)
         sub.touch()
         assert w.poll() == [first]
@@ -394,7 +394,9 @@ def test_cli_one_line_error_without_challenges(kaggle_env, capsys):
     assert kaggle.cli([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert (
-        len(err) == 1 and err[0].startswith("arcsub.kaggle: error:") and "arc-agi_test_challenges" in err[0]
+        len(err) == 1
+        and err[0].startswith("arcsub.kaggle.notebook: error:")
+        and "arc-agi_test_challenges" in err[0]
     )
 
 
@@ -413,7 +415,7 @@ def test_finalize_repairs_a_broken_submission(tmp_path, arc1_eval):
 def test_an_attached_data_dataset_becomes_the_data_folder(kaggle_env, monkeypatch, tmp_path, data_root):  # noqa: F811
     """The task pipeline's `data:re-arc` resolves inside the attached data dataset, also when Kaggle left the
     folder zipped; an ARCSUB_DATA the user set wins."""
-    from arcsub.data import resolve_path
+    from arcsub.core.data import resolve_path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
     import build_data_dataset

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arcsub.data import ArcDataError
-from arcsub.metrics import (
+from arcsub.core.data import ArcDataError
+from arcsub.core.metrics import (
     METRIC_KEYS,
     compute_metrics,
     format_metrics_table,

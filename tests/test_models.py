@@ -13,12 +13,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from arcsub.batches import DataSettings
 from arcsub.cli import main
-from arcsub.data import ArcDataError, Pair, Task, dataset_files
-from arcsub.encode import COMPACT_VOCAB, FORMATS, Codec, build_example, segments_to_example
-from arcsub.models import build_model, load_model, preset_config, shrink_vocab
-from arcsub.train import OptimSettings, TrainConfig, train
+from arcsub.core.data import ArcDataError, Pair, Task, dataset_files
+from arcsub.core.encode import COMPACT_VOCAB, FORMATS, Codec, build_example, segments_to_example
+from arcsub.lm.batches import DataSettings
+from arcsub.lm.models import build_model, load_model, preset_config, shrink_vocab
+from arcsub.lm.train import OptimSettings, TrainConfig, train
 
 ENGLISH = (
     "The quick brown fox jumps over the lazy dog. Models learn rules from examples; "
@@ -189,7 +189,7 @@ def test_shrink_vocab_round_trips_and_keeps_logits(tmp_path, tied):
 
 def test_qwen2_shaped_model_keeps_the_compact_tokenizer(tmp_path, monkeypatch):
     """AutoTokenizer maps a qwen2 config to Qwen2Tokenizer, which loses the newline: load_model must not."""
-    from arcsub import models
+    from arcsub.lm import models
 
     shape = dict(models.PRESETS["qwen0.5b-shape"], hidden_size=64, intermediate_size=128, num_hidden_layers=2)
     monkeypatch.setitem(models.PRESETS, "qwen-tiny", dict(shape, num_attention_heads=4))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_taskmodel import one_thread, tiny  # noqa: F401  (the fixture applies here too)
 
-from arcsub.muon import ADAMW_RMS, Muon, muon_param_groups, newton_schulz
+from arcsub.training.muon import ADAMW_RMS, Muon, muon_param_groups, newton_schulz
 
 
 def _svals(x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +109,7 @@ def test_param_groups_and_training_with_state_round_trip():
 
 def test_newton_schulz_uses_bf16_only_where_the_card_has_it(monkeypatch):
     """T4 (7.5) has no bf16 tensor cores: the Kaggle 2024 notebook's NorMuon must iterate in fp32 there."""
-    from arcsub import muon
+    from arcsub.training import muon
 
     cuda = torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from arcsub.cli import main
-from arcsub.data import ArcDataError, load_tasks
-from arcsub.pipeline import default_model_dir, load_pipeline_config, pick_dry_run_tasks, run_pipeline
-from arcsub.submission import validate_submission
+from arcsub.core.data import ArcDataError, load_tasks
+from arcsub.core.submission import validate_submission
+from arcsub.lm.pipeline import default_model_dir, load_pipeline_config, pick_dry_run_tasks, run_pipeline
 
 CHEAP = ["ttft.steps=2", "ttft.seq_len=1024", "ttft.max_len=1024", "predict.views=2", "predict.max_len=1024"]
 

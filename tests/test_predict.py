@@ -1,5 +1,5 @@
-"""Tests of arcsub.predict: augmentation reversal end to end on real ARC tasks (with a copy-the-input engine),
-the predictions file through arcsub.metrics, fallbacks, adapters discovery, config and the CLI functions."""
+"""Tests of arcsub.lm.predict: augmentation reversal end to end on real ARC tasks (with a copy-the-input engine),
+the predictions file through arcsub.core.metrics, fallbacks, adapters discovery, config and the CLI functions."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arcsub.config import load_config
-from arcsub.data import ArcDataError, Pair, Task, grids_equal
-from arcsub.encode import COMPACT_VOCAB, build_compact_tokenizer
-from arcsub.infer.base import Candidate, Engine, SamplingSettings
-from arcsub.predict import (
+from arcsub.core.config import load_config
+from arcsub.core.data import ArcDataError, Pair, Task, grids_equal
+from arcsub.core.encode import COMPACT_VOCAB, build_compact_tokenizer
+from arcsub.lm.infer.base import Candidate, Engine, SamplingSettings
+from arcsub.lm.predict import (
     PredictConfig,
     add_arguments,
     find_adapters,
@@ -96,8 +96,8 @@ def test_likelihood_selection_scores_reverted_candidates_in_each_view(arc1_eval)
 
 
 def test_predictions_file_passes_through_metrics(arc1_eval_files, tmp_path):
-    from arcsub.metrics import compute_metrics, load_predictions
-    from arcsub.submission import load_submission
+    from arcsub.core.metrics import compute_metrics, load_predictions
+    from arcsub.core.submission import load_submission
 
     challenges, solutions = arc1_eval_files
     cfg = PredictConfig(views=2)
@@ -116,7 +116,7 @@ def test_predictions_file_passes_through_metrics(arc1_eval_files, tmp_path):
     assert all(p.exists() for p in files.values())
     assert files["predictions"].name.startswith("predictions__memory__arc-agi-1-evaluation__")
     preds = load_predictions(files["predictions"])
-    from arcsub.data import load_tasks
+    from arcsub.core.data import load_tasks
 
     tasks = {t: load_tasks(challenges, solutions)[t] for t in ids}
     metrics = compute_metrics(preds, tasks)
@@ -135,7 +135,7 @@ def test_task_that_cannot_fit_gets_no_candidates_and_fallback_attempts(tmp_path,
     task = {"train": [{"input": grid, "output": grid}], "test": [{"input": grid}]}
     path = write(tmp_path / "tiny_challenges.json", {"t1": task})
     cfg = PredictConfig(views=2, max_len=8)
-    with caplog.at_level(logging.WARNING, logger="arcsub.predict"):
+    with caplog.at_level(logging.WARNING, logger="arcsub.lm.predict"):
         summary = run_predict(MODEL, path, tmp_path / "out", cfg, engine=CopyEngine(), progress=False)
     assert any("t1" in r.message and "max_len" in r.message for r in caplog.records)
     preds = json.loads(Path(summary["files"]["predictions"]).read_text())
@@ -148,7 +148,7 @@ def test_adapters_are_found_per_task_and_missing_ones_warn(tmp_path, caplog, wri
     for tid in ("a", "b", "c"):
         write(tmp_path / tid / "adapter_config.json", {})
     (tmp_path / "d").mkdir()  # a directory without an adapter
-    with caplog.at_level(logging.WARNING, logger="arcsub.predict"):
+    with caplog.at_level(logging.WARNING, logger="arcsub.lm.predict"):
         found = find_adapters(tmp_path, ["a", "b", "d", "e"])
     assert found == {"a": str(tmp_path / "a"), "b": str(tmp_path / "b"), "d": None, "e": None}
     assert any("2 of 4" in r.message for r in caplog.records)
@@ -171,7 +171,7 @@ def test_adapter_paths_reach_the_engine(arc1_eval, tmp_path, write):
 
 def test_tiny_model_end_to_end_with_the_torch_engine(arc1_eval):
     """A random model through the real engine: constrained greedy answers are all valid grids."""
-    from arcsub.models import build_model
+    from arcsub.lm.models import build_model
 
     tasks = {t: arc1_eval[t] for t in ("00576224", "66e6c45b")}
     model, tok = build_model("tiny", seed=0)
@@ -217,7 +217,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_cli_functions_run_a_saved_model(arc1_eval_files, tmp_path, capsys):
-    from arcsub.models import build_model, save_model
+    from arcsub.lm.models import build_model, save_model
 
     challenges, solutions = arc1_eval_files
     model, tok = build_model("tiny", seed=0)
@@ -248,11 +248,11 @@ def test_cli_functions_run_a_saved_model(arc1_eval_files, tmp_path, capsys):
 
 
 def test_cli_vllm_without_vllm_is_one_line(arc1_eval_files, tmp_path):
-    from arcsub.infer.vllm_engine import VLLM_MISSING, vllm_installed
+    from arcsub.lm.infer.vllm_engine import VLLM_MISSING, vllm_installed
 
     if vllm_installed():
         pytest.skip("vllm is installed here")
-    from arcsub.models import build_model, save_model
+    from arcsub.lm.models import build_model, save_model
 
     model, tok = build_model("tiny", seed=0)
     model_dir = save_model(model, tok, tmp_path / "m", {"format": "compact"})

@@ -1,12 +1,12 @@
-"""Tests of arcsub.select: vote counting and its tie-breaks, likelihood ranking through a scorer, padding."""
+"""Tests of arcsub.core.select: vote counting and its tie-breaks, likelihood ranking through a scorer, padding."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from arcsub.data import ArcDataError
-from arcsub.select import SELECTORS, group_candidates, rank, select
+from arcsub.core.data import ArcDataError
+from arcsub.core.select import SELECTORS, group_candidates, rank, select
 
 A, B, C = [[1]], [[2, 2]], [[3], [3]]
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from arcsub.data import ArcDataError, Pair, Task, load_solutions, read_json
-from arcsub.metrics import score_submission
-from arcsub.submission import build_submission, load_submission, validate_submission, write_submission
+from arcsub.core.data import ArcDataError, Pair, Task, load_solutions, read_json
+from arcsub.core.metrics import score_submission
+from arcsub.core.submission import build_submission, load_submission, validate_submission, write_submission
 
 IN = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.uint8)
 OUT = [[7, 7], [7, 7]]
@@ -159,7 +159,7 @@ def test_real_test_inputs_as_attempts_score_what_we_count(arc1_eval, arc1_eval_f
 
 
 def test_sample_submission_validates_against_test_challenges(data_root):
-    from arcsub.data import load_tasks
+    from arcsub.core.data import load_tasks
 
     folder = data_root / "arc-agi-1"
     if not (folder / "sample_submission.json").exists():

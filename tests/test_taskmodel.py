@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from arcsub.data import ArcDataError
-from arcsub.infer.base import SamplingSettings
-from arcsub.taskdata import EOS, PAD, SEP, TaskIndex, decode_grid, encode_pair
-from arcsub.taskmodel import (
+from arcsub.core.data import ArcDataError
+from arcsub.lm.infer.base import SamplingSettings
+from arcsub.taskmodel.data import EOS, PAD, SEP, TaskIndex, decode_grid, encode_pair
+from arcsub.taskmodel.model import (
     PRESETS,
     ArcTaskConfig,
     ArcTaskForCausalLM,
@@ -21,7 +21,7 @@ from arcsub.taskmodel import (
     save_task_model,
     sequence_positions,
 )
-from arcsub.taskpredict import _decode_batch, score_answers
+from arcsub.taskmodel.predict import _decode_batch, score_answers
 
 INP = np.array([[1, 2, 3], [4, 5, 6]])
 OUT = np.array([[7, 8], [9, 0], [1, 2]])
@@ -202,8 +202,8 @@ def test_kv_cache_decoding_equals_full_recomputation(positions):
 def test_dropping_finished_rows_changes_no_answer(monkeypatch, positions):
     """Rows that finish early leave the decoding batch (KV cache included); the answers of every row, early or
     late, are those of a batch that keeps all rows to the end."""
-    from arcsub import taskpredict
-    from arcsub.taskmodel import KVCache
+    from arcsub.taskmodel import predict as taskpredict
+    from arcsub.taskmodel.model import KVCache
 
     model = tiny(num_tasks=4, seed=4, positions=positions)
     with torch.no_grad():

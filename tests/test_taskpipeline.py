@@ -11,12 +11,12 @@ from pathlib import Path
 from test_kaggle import CHALLENGES_FILE, _eval_challenges, _model_dataset, kaggle_env, tiny_model  # noqa: F401  (fixtures)
 from test_taskmodel import one_thread  # noqa: F401  (the fixture applies here too)
 
-from arcsub import kaggle
 from arcsub.cli import main
-from arcsub.data import load_tasks, read_json
-from arcsub.pipeline import pick_dry_run_tasks
-from arcsub.submission import load_submission
-from arcsub.taskpipeline import load_pipeline_config, run_pipeline
+from arcsub.core.data import load_tasks, read_json
+from arcsub.core.submission import load_submission
+from arcsub.kaggle import notebook as kaggle
+from arcsub.lm.pipeline import pick_dry_run_tasks
+from arcsub.taskmodel.pipeline import load_pipeline_config, run_pipeline
 
 CPU = Path(__file__).resolve().parent.parent / "configs" / "task-dry-run-cpu.yaml"
 FAST = ["train.seconds=0", "train.steps=40", "train.seq_len=512", "predict.views=2"]
@@ -72,7 +72,7 @@ def test_a_budget_stopped_training_predicts_from_its_checkpoint(arc1_eval_files,
 def test_kaggle_notebook_runs_the_task_pipeline_without_a_model_dataset(kaggle_env, arc1_eval, monkeypatch):  # noqa: F811
     ids = sorted(arc1_eval)[:2]
     path = _eval_challenges(kaggle_env, "arc-prize-2024", ids, arc1_eval)
-    monkeypatch.setenv("ARCSUB_PIPELINE", "arcsub.taskpipeline:run_pipeline")
+    monkeypatch.setenv("ARCSUB_PIPELINE", "arcsub.taskmodel.pipeline:run_pipeline")
     monkeypatch.setenv("ARCSUB_CONFIG", str(CPU))
     monkeypatch.setenv("ARCSUB_TIME_LIMIT", "40")  # ~25 s of training fitted to the budget, then prediction
     summary = kaggle.main(["predict.views=2", "train.seq_len=512"])
@@ -97,7 +97,7 @@ def test_two_workers_train_through_torchrun_and_share_the_prediction(arc1_eval_f
 
 def test_a_pretrained_task_model_is_continued_on_the_test_tasks(arc1_train, arc1_eval_files, tmp_path):
     """model=<task-model dir>: the pipeline test-time trains it (mode ttt: new rows for the test tasks)."""
-    from arcsub.taskmodel import load_task_model
+    from arcsub.taskmodel.model import load_task_model
 
     pre = _pretrained_task_model(arc1_train, tmp_path)
     challenges, _ = arc1_eval_files
@@ -114,7 +114,7 @@ def _pretrained_task_model(arc1_train, tmp_path: Path) -> Path:
     """A tiny task model pretrained for 10 steps on the 3 smallest training tasks."""
     from test_tasktrain import smallest, tiny_config, write_subset
 
-    from arcsub.tasktrain import train
+    from arcsub.taskmodel.train import train
 
     ch, _ = write_subset(arc1_train, smallest(arc1_train, 3), tmp_path, "tr")
     run = train(
@@ -133,7 +133,7 @@ def test_kaggle_notebook_continues_a_task_model_shipped_in_the_model_dataset(
 ):
     """Pretrain offline, ship it as the model dataset, test-time train it in the notebook: an attached task model
     replaces the preset; an attached in-context model does not (the preset is trained from scratch)."""
-    from arcsub.taskmodel import load_task_model
+    from arcsub.taskmodel.model import load_task_model
 
     paths = kaggle.kaggle_paths({"ARCSUB_KAGGLE_ROOT": str(kaggle_env)})
     assert not kaggle._shipped_task_model(paths)  # nothing attached
@@ -145,7 +145,7 @@ def test_kaggle_notebook_continues_a_task_model_shipped_in_the_model_dataset(
 
     ids = sorted(arc1_eval)[:2]
     _eval_challenges(kaggle_env, "arc-prize-2024", ids, arc1_eval)
-    monkeypatch.setenv("ARCSUB_PIPELINE", "arcsub.taskpipeline:run_pipeline")
+    monkeypatch.setenv("ARCSUB_PIPELINE", "arcsub.taskmodel.pipeline:run_pipeline")
     monkeypatch.setenv("ARCSUB_CONFIG", str(CPU))
     monkeypatch.setenv("ARCSUB_TIME_LIMIT", "40")
     summary = kaggle.main(["predict.views=2", "train.seq_len=512"])
@@ -179,7 +179,7 @@ def test_solved_files_beside_the_test_file_join_training(arc1_train, arc1_eval, 
     test file: the pipeline trains on them too; never on the test file itself or on a file without solutions."""
     from test_tasktrain import smallest, write_subset
 
-    from arcsub.taskpipeline import train_config
+    from arcsub.taskmodel.pipeline import train_config
 
     comp = tmp_path / "arc-prize-2024"
     write_subset(arc1_train, smallest(arc1_train, 2), comp, "arc-agi_training")
@@ -198,7 +198,7 @@ def test_solved_files_beside_the_test_file_join_training(arc1_train, arc1_eval, 
 def test_per_task_ablation_trains_one_model_per_task(arc1_eval_files, tmp_path):
     """per_task=true (the joint run's ablation): each task gets its own model, trained on its demonstrations
     alone; the submission and metrics cover every task, and a rerun redoes nothing."""
-    from arcsub.taskmodel import load_task_model
+    from arcsub.taskmodel.model import load_task_model
 
     challenges, solutions = arc1_eval_files
     ids = pick_dry_run_tasks(challenges, 2)

@@ -9,14 +9,14 @@ import pytest
 from test_taskmodel import one_thread, tiny  # noqa: F401  (the fixture applies here too)
 from test_tasktrain import TINY, smallest, write_subset
 
-from arcsub import taskpredict
-from arcsub.augment import Augmentation
-from arcsub.data import Pair, grids_equal, load_tasks
-from arcsub.infer.base import Candidate
-from arcsub.metrics import load_predictions
-from arcsub.submission import load_submission
-from arcsub.taskdata import TaskIndex, free_colours, grid_tokens
-from arcsub.taskpredict import TaskPredictConfig, predict_tasks, task_views
+from arcsub.core.augment import Augmentation
+from arcsub.core.data import Pair, grids_equal, load_tasks
+from arcsub.core.metrics import load_predictions
+from arcsub.core.submission import load_submission
+from arcsub.lm.infer.base import Candidate
+from arcsub.taskmodel import predict as taskpredict
+from arcsub.taskmodel.data import TaskIndex, free_colours, grid_tokens
+from arcsub.taskmodel.predict import TaskPredictConfig, predict_tasks, task_views
 
 
 def test_free_colours_keep_background_and_output_only_colours():

@@ -12,10 +12,11 @@ import pytest
 import torch
 from test_taskmodel import one_thread  # noqa: F401  (the fixture applies here too)
 
-from arcsub.config import load_config
-from arcsub.data import ArcDataError, Task, grid_to_list, grids_equal
-from arcsub.infer.base import SamplingSettings
-from arcsub.taskdata import (
+from arcsub.core.config import load_config
+from arcsub.core.data import ArcDataError, Task, grid_to_list, grids_equal
+from arcsub.lm.infer.base import SamplingSettings
+from arcsub.lm.train import optimizer_step
+from arcsub.taskmodel.data import (
     IGNORE,
     SEP,
     PairSource,
@@ -25,10 +26,9 @@ from arcsub.taskdata import (
     encode_pair,
     make_batch,
 )
-from arcsub.taskmodel import load_task_model
-from arcsub.taskpredict import decode
-from arcsub.tasktrain import TaskTrainConfig, check_config, train
-from arcsub.train import optimizer_step
+from arcsub.taskmodel.model import load_task_model
+from arcsub.taskmodel.predict import decode
+from arcsub.taskmodel.train import TaskTrainConfig, check_config, train
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "task-tiny-cpu.yaml"
 
@@ -233,7 +233,7 @@ def test_a_slowdown_after_calibration_shortens_a_wsd_plan_but_not_a_cosine_one(
 ):
     """Checkpoint saves and data stalls come after steps 10-40: wsd refits its step count until the decay starts
     (the lr is flat until then), cosine keeps its first fit (every step's lr depends on the count)."""
-    import arcsub.tasktrain as tt
+    import arcsub.taskmodel.train as tt
 
     ch, _ = write_subset(arc1_train, smallest(arc1_train, 2), tmp_path, "two")
     calls = {"n": 0}
@@ -262,7 +262,7 @@ def test_a_slowdown_after_calibration_shortens_a_wsd_plan_but_not_a_cosine_one(
 
 
 def test_attention_degrades_to_sdpa_below_ampere(monkeypatch):
-    from arcsub.tasktrain import pick_attention
+    from arcsub.taskmodel.train import pick_attention
 
     assert pick_attention("auto", torch.device("cpu")) == "sdpa"
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 5))  # T4: no flex kernels
@@ -274,7 +274,7 @@ def test_attention_degrades_to_sdpa_below_ampere(monkeypatch):
 
 def test_dense_attention_packs_the_same_tokens_into_shorter_rows():
     """Without flex attention (T4, CPU) a step of 4 x 8192 tokens becomes 16 x 2048: same tokens, every pair fits."""
-    from arcsub.tasktrain import row_layout
+    from arcsub.taskmodel.train import row_layout
 
     cfg = tiny_config("rows=4", "seq_len=8192")
     assert row_layout(cfg, "sdpa") == (16, 2048)

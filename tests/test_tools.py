@@ -25,9 +25,9 @@ import build_wheels  # noqa: E402
 import kaggle_common  # noqa: E402
 import kaggle_push  # noqa: E402
 
-from arcsub.data import load_tasks, read_json  # noqa: E402
-from arcsub.kaggle import sha256_file  # noqa: E402
-from arcsub.submission import load_submission  # noqa: E402
+from arcsub.core.data import load_tasks, read_json  # noqa: E402
+from arcsub.core.submission import load_submission  # noqa: E402
+from arcsub.kaggle.notebook import sha256_file  # noqa: E402
 
 
 def _have(*mods: str) -> bool:
@@ -59,7 +59,7 @@ def assert_one_line_error(rc, err, prog, *words):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from arcsub.models import build_model, save_model
+    from arcsub.lm.models import build_model, save_model
 
     d = tmp_path_factory.mktemp("models") / "tiny-model"
     net, tok = build_model("tiny", max_len=2048)
@@ -296,7 +296,7 @@ def test_kernel_variants(tmp_path, competition, shape, capsys, no_kaggle_creds):
 
         nbformat.validate(nbformat.from_dict(nb))
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
-    assert code[-1] == "from arcsub.kaggle import main\n\nmain()"  # no logic in the notebook
+    assert code[-1] == "from arcsub.kaggle.notebook import main\n\nmain()"  # no logic in the notebook
     assert "--no-index" in code[0] and '"arcsub[vllm]"' in code[0] and f'"{competition}"' in code[0]
     assert "{{" not in json.dumps(nb)
     rc, text, _ = run_tool(
@@ -305,7 +305,7 @@ def test_kernel_variants(tmp_path, competition, shape, capsys, no_kaggle_creds):
         capsys,
     )
     assert rc == 0 and text.strip().endswith("unchanged")
-    assert '"arcsub.pipeline:run_pipeline"' in code[0]  # the in-context pipeline unless asked otherwise
+    assert '"arcsub.lm.pipeline:run_pipeline"' in code[0]  # the in-context pipeline unless asked otherwise
     task = build_kernel.build(
         tmp_path / "t",
         competition=competition,
@@ -314,7 +314,7 @@ def test_kernel_variants(tmp_path, competition, shape, capsys, no_kaggle_creds):
         overrides='train.seconds=60 a="b c"',
     )
     cell = "".join(read_json(task["notebook"])["cells"][1]["source"])
-    assert '"arcsub.taskpipeline:run_pipeline"' in cell
+    assert '"arcsub.taskmodel.pipeline:run_pipeline"' in cell
     assert 'os.environ.setdefault("ARCSUB_OVERRIDES", "train.seconds=60 a=\\"b c\\"")' in cell
     assert task["metadata"]["dataset_sources"][-1] == "carol/arcsub-data"  # its training data (RE-ARC)
 
@@ -471,7 +471,7 @@ def test_push_with_the_real_client_against_a_local_standin(tmp_path, tiny_model,
     assert kernel["slug"] == "alice/arcsub-submission-2024" and kernel["enableGpu"] is True
     assert kernel["enableInternet"] is False and kernel["competitionDataSources"] == ["arc-prize-2024"]
     assert kernel["datasetDataSources"] == ["alice/arcsub-wheels", "alice/arcsub-model"]
-    assert "from arcsub.kaggle import main" in kernel["_text"]
+    assert "from arcsub.kaggle.notebook import main" in kernel["_text"]
 
 
 def test_standin_refuses_without_isolation(tmp_path, capsys):
@@ -489,9 +489,9 @@ SLOW_PIPELINE = textwrap.dedent(
     """
     import time
     from pathlib import Path
-    from arcsub.data import load_tasks
-    from arcsub.pipeline import PipelineConfig, load_pipeline_config
-    from arcsub.submission import build_submission, write_submission
+    from arcsub.core.data import load_tasks
+    from arcsub.lm.pipeline import PipelineConfig, load_pipeline_config
+    from arcsub.core.submission import build_submission, write_submission
 
     def run_pipeline(challenges, out_dir, cfg, solutions=None, task_ids=None):
         tasks, attempts = load_tasks(challenges), {}

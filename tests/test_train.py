@@ -11,12 +11,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from arcsub.batches import DataSettings, TaskPool, make_batch, pack
-from arcsub.config import apply_override, load_config
-from arcsub.data import ArcDataError, dataset_files
-from arcsub.encode import Codec, build_compact_tokenizer, build_example
-from arcsub.models import LoraSettings, build_model, load_model
-from arcsub.train import OptimSettings, TrainConfig, lr_at, packed_logits, run_name, train
+from arcsub.core.config import apply_override, load_config
+from arcsub.core.data import ArcDataError, dataset_files
+from arcsub.core.encode import Codec, build_compact_tokenizer, build_example
+from arcsub.lm.batches import DataSettings, TaskPool, make_batch, pack
+from arcsub.lm.models import LoraSettings, build_model, load_model
+from arcsub.lm.train import OptimSettings, TrainConfig, lr_at, packed_logits, run_name, train
 
 
 def _cfg(tmp, **kw) -> TrainConfig:

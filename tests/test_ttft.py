@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from arcsub.augment import leave_one_out
-from arcsub.data import dataset_files
-from arcsub.models import build_model, save_model
-from arcsub.predict import PredictConfig, find_adapters, predict
-from arcsub.ttft import TTFTConfig, loo_tasks, run_ttft
+from arcsub.core.augment import leave_one_out
+from arcsub.core.data import dataset_files
+from arcsub.lm.models import build_model, save_model
+from arcsub.lm.predict import PredictConfig, find_adapters, predict
+from arcsub.lm.ttft import TTFTConfig, loo_tasks, run_ttft
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_budget_stops_a_task_early_and_still_saves(tiny_model_dir, arc1_eval, tm
 
 
 def test_group_mode_writes_a_merged_model(tiny_model_dir, arc1_eval, tmp_path):
-    from arcsub.models import load_model
+    from arcsub.lm.models import load_model
 
     tasks = _small_tasks(arc1_eval, 2)
     cfg = TTFTConfig(mode="group", steps=2, seq_len=1024, max_len=1024)

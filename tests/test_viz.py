@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from arcsub.data import Pair, Task, grid_to_list
-from arcsub.viz import PALETTE_HEX, grid_html, grid_image, render_html, render_task_png
+from arcsub.core.data import Pair, Task, grid_to_list
+from arcsub.core.viz import PALETTE_HEX, grid_html, grid_image, render_html, render_task_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -153,7 +153,7 @@ def test_plot_draws_training_curves_of_real_logs(run_cli, tmp_path):
 
 def test_a_resumed_runs_log_is_one_curve_forward_in_steps(tmp_path):
     """A run killed after step 30 resumes from its step-20 checkpoint and logs steps 30.. again."""
-    from arcsub.viz import read_log_series
+    from arcsub.core.viz import read_log_series
 
     log = tmp_path / "log.jsonl"
     steps = [10, 20, 30, 30, 40]

@@ -37,8 +37,8 @@ from kaggle_common import (
 )
 
 import arcsub
-from arcsub.data import data_dir
-from arcsub.kaggle import DATA_KIND
+from arcsub.core.data import data_dir
+from arcsub.kaggle.notebook import DATA_KIND
 
 PROG = "build_data_dataset"
 README = "README.md"

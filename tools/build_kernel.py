@@ -37,7 +37,7 @@ from kaggle_common import (
     write_json_if_changed,
 )
 
-from arcsub.kaggle import COMPETITIONS
+from arcsub.kaggle.notebook import COMPETITIONS, PIPELINES
 
 PROG = "build_kernel"
 SOURCE = REPO / "kernels" / "arcsub_submission.py"
@@ -134,7 +134,6 @@ def kernel_metadata(
 
 # the notebook's pipeline (ARCSUB_PIPELINE): the in-context model with per-task TTFT, or a task-embedding model
 # trained at run time on the hidden tasks' demonstrations (docs/task-model.md)
-PIPELINES = {"in-context": "arcsub.pipeline:run_pipeline", "task": "arcsub.taskpipeline:run_pipeline"}
 
 
 def build(

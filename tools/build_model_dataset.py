@@ -3,15 +3,15 @@
     python tools/build_model_dataset.py [MODEL_DIR] [--adapters DIR] [--config PIPELINE.yaml]
                                         [--out out/kaggle/arcsub-model] [--user U] [--slug arcsub-model]
 
-MODEL_DIR (default: the embedded default model, arcsub.pipeline.default_model_dir()) must be a Hugging Face
-model directory with weights (arcsub.models.check_model_dir). The dataset folder gets:
+MODEL_DIR (default: the embedded default model, arcsub.lm.pipeline.default_model_dir()) must be a Hugging Face
+model directory with weights (arcsub.lm.models.check_model_dir). The dataset folder gets:
 
 - the model's files, flat at the top (config.json, *.safetensors, tokenizer files, arcsub.json); training
   leftovers (optimizer / trainer state, checkpoints) are left out;
 - adapters/ (optional): a trained LoRA (PEFT folder with adapter_config.json) that TTFT starts from;
 - pipeline.yaml (optional): the pipeline config the notebook runs with;
 - manifest.json: kind "arcsub-model", every file's size and sha256, the model's config.json, the tokenizer
-  files, the training settings from arcsub.json; arcsub.kaggle finds the dataset by it and checks the files;
+  files, the training settings from arcsub.json; arcsub.kaggle.notebook finds the dataset by it and checks the files;
 - dataset-metadata.json for the kaggle CLI.
 
 Re-running copies only files whose content changed and removes files no longer part of the model, so an
@@ -42,8 +42,8 @@ from kaggle_common import (
 )
 
 import arcsub
-from arcsub.data import ArcDataError
-from arcsub.kaggle import MODEL_KIND, MODEL_MANIFEST
+from arcsub.core.data import ArcDataError
+from arcsub.kaggle.notebook import MODEL_KIND, MODEL_MANIFEST
 
 PROG = "build_model_dataset"
 LEFTOVERS = (
@@ -75,9 +75,11 @@ PIPELINE_CONFIG = "pipeline.yaml"
 
 def default_model() -> Path:
     try:
-        from arcsub.pipeline import default_model_dir
+        from arcsub.lm.pipeline import default_model_dir
     except ImportError:
-        raise ToolError("no MODEL_DIR given and arcsub.pipeline.default_model_dir is not available") from None
+        raise ToolError(
+            "no MODEL_DIR given and arcsub.lm.pipeline.default_model_dir is not available"
+        ) from None
     return default_model_dir()
 
 
@@ -111,7 +113,7 @@ def build(
     adapters: Path | None = None,
     config: Path | None = None,
 ) -> dict[str, Any]:
-    from arcsub.models import check_model_dir
+    from arcsub.lm.models import check_model_dir
 
     try:
         check_model_dir(model_dir)

@@ -41,8 +41,8 @@ import build_model_dataset
 import build_wheels
 from kaggle_common import OUT, ToolError, parser, rel, run_tool
 
-from arcsub.data import ArcDataError, dataset_files, load_tasks, read_json, write_json_atomic
-from arcsub.kaggle import CHALLENGES_FILE, COMPETITIONS, SUBMISSION_FILE
+from arcsub.core.data import ArcDataError, dataset_files, load_tasks, read_json, write_json_atomic
+from arcsub.kaggle.notebook import CHALLENGES_FILE, COMPETITIONS, SUBMISSION_FILE
 
 PROG = "kaggle_dry_run"
 USER = "dry-run"
@@ -84,7 +84,7 @@ def probe_network(host: str = "pypi.org", port: int = 443, timeout: float = 3.0)
 
 def pick_tasks(challenges: Path, n: int) -> list[str]:
     try:
-        from arcsub.pipeline import pick_dry_run_tasks
+        from arcsub.lm.pipeline import pick_dry_run_tasks
 
         return pick_dry_run_tasks(challenges, n)
     except ImportError:
@@ -93,10 +93,10 @@ def pick_tasks(challenges: Path, n: int) -> list[str]:
 
 def default_model(out: Path) -> tuple[Path, str]:
     """(model dir, note): the embedded default, else a random tiny model made here."""
-    from arcsub.models import check_model_dir
+    from arcsub.lm.models import check_model_dir
 
     try:
-        from arcsub.pipeline import default_model_dir
+        from arcsub.lm.pipeline import default_model_dir
 
         model = default_model_dir()
         check_model_dir(model)
@@ -105,7 +105,7 @@ def default_model(out: Path) -> tuple[Path, str]:
         reason = str(e)
     tiny = out / "tiny-model"
     if not (tiny / "config.json").is_file():
-        from arcsub.models import build_model, save_model
+        from arcsub.lm.models import build_model, save_model
 
         net, tok = build_model("tiny", max_len=4096)
         save_model(
@@ -219,8 +219,8 @@ def execute(notebook: Path, working: Path, executed: Path, timeout: float, pid_f
 
 
 def check_submission(tree: dict[str, Any]) -> dict[str, Any]:
-    from arcsub.metrics import score_submission
-    from arcsub.submission import load_submission
+    from arcsub.core.metrics import score_submission
+    from arcsub.core.submission import load_submission
 
     sub_path = tree["root"] / "working" / SUBMISSION_FILE
     tasks = load_tasks(tree["challenges"])

@@ -1,0 +1,6 @@
+"""`arcsub <command>`: the command registry (arcsub.cli.app) and one module per group of commands. No library
+module imports this package."""
+
+from arcsub.cli.app import Command, UsageError, add_config_arguments, main, register
+
+__all__ = ["Command", "UsageError", "add_config_arguments", "main", "register"]

@@ -1,0 +1,59 @@
+"""`arcsub task-train` and `arcsub task-predict`: the task-embedding model's commands.
+
+Kept apart from arcsub.taskmodel.train / arcsub.taskmodel.predict so that building the parser does not import torch: the
+run functions are "module:function" strings, imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from arcsub.cli.app import Command, add_config_arguments, register
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="task-model directory (a run's model/ folder)")
+    p.add_argument("challenges", help="challenges JSON (Kaggle format), a task file or a folder of tasks")
+    p.add_argument(
+        "-o", "--out", dest="out_dir", required=True, metavar="OUT_DIR", help="folder for the outputs"
+    )
+    p.add_argument(
+        "--solutions", metavar="S", help="solutions JSON: print the metrics table and the Kaggle score"
+    )
+    p.add_argument(
+        "--submission", metavar="PATH", help="also write the submission here (e.g. submission.json)"
+    )
+    p.add_argument("--tasks", metavar="IDS", help="comma-separated task ids, or N for the first N tasks")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(p)
+
+
+register(
+    Command(
+        "task-train",
+        "train the task-embedding model (pretrain / test-time training / transductive)",
+        _add_train,
+        "arcsub.taskmodel.train:cli_main",
+        "Train the task-embedding transformer (one pair per sequence, a learned embedding per task, 3-D grid\n"
+        "rotary positions). mode=pretrain: training tasks + RE-ARC; mode=ttt: continue a pretrained model on the\n"
+        "demonstrations of all test tasks at once; mode=transductive: both from scratch. The run directory is\n"
+        "named from the config; re-running the same command resumes (time_budget=S stops and saves in time).",
+    )
+)
+register(
+    Command(
+        "task-predict",
+        "predict a challenges file with a task-embedding model",
+        _add_predict,
+        "arcsub.taskmodel.predict:cli_main",
+        "Decode every test input under K augmented views with the task's embedding (greedy or sampled, grid\n"
+        "grammar enforced), revert the views, vote two attempts, and write predictions, submission and run files\n"
+        "named from the model, the data and a settings hash. With --solutions, print the metrics table and the\n"
+        "Kaggle score.",
+    )
+)

@@ -1,0 +1,422 @@
+"""Data for the task-embedding model: one (input, output) pair per sequence, tagged with its task's row.
+
+Why one pair per sequence: the model stores each task's rule in a learned task embedding instead of reading
+demonstrations in context, so sequences stay short (at most 1863 tokens) and every pair of every task is a
+training sample. A sequence is
+
+    <bos> input rows, each ending in '\\n'  O  output rows, each ending in '\\n'  <eos>
+
+in the compact vocabulary (arcsub.core.encode), with 'O' as the input/output separator. The model derives each
+token's (x, y, z) grid coordinates from this stream itself (taskmodel.grid_positions), so packed rows need no
+side channel for positions. Loss is on the output tokens and eos only.
+
+Sources: training tasks (every pair, test pairs with their solutions), RE-ARC generated pairs (sharing the
+embedding row of the ARC task with the same id) and, for test-time training, the demonstration pairs of the
+test tasks only: their test outputs are never loaded. Every batch is a pure function of (seed, step, rank), as
+in arcsub.lm.batches, so resuming reproduces the data exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from arcsub.core.augment import D8_SIZE, Augmentation
+from arcsub.core.data import (
+    MAX_SIDE,
+    NUM_COLOURS,
+    ArcDataError,
+    Grid,
+    Pair,
+    Task,
+    load_pairs,
+    load_tasks,
+    read_json,
+    resolve_path,
+    write_json_atomic,
+)
+from arcsub.core.encode import COMPACT_CHARS, COMPACT_VOCAB, RowsEncoder
+
+log = logging.getLogger("arcsub.taskmodel.data")
+
+NL, SEP = COMPACT_VOCAB["\n"], COMPACT_VOCAB["O"]
+PAD, BOS, EOS = COMPACT_VOCAB["<pad>"], COMPACT_VOCAB["<bos>"], COMPACT_VOCAB["<eos>"]
+MAX_GRID_TOKENS = MAX_SIDE * (MAX_SIDE + 1)
+MAX_PAIR_TOKENS = 2 * MAX_GRID_TOKENS + 3  # bos, sep, eos
+IGNORE = -100
+_MAX_MISSES = 8  # make_batch: consecutive samples that fit no row before the batch counts as full
+
+# ------------------------------------------------------------------------------------------- sequences
+
+
+def grid_tokens(grid: Grid) -> np.ndarray:
+    """Row-major cells with a newline after every row (int64 token ids)."""
+    g = np.asarray(grid, dtype=np.int64)
+    return np.concatenate([g, np.full((g.shape[0], 1), NL, dtype=np.int64)], axis=1).ravel()
+
+
+def encode_pair(inp: Grid, out: Grid | None = None) -> np.ndarray:
+    """A pair as one sequence; without `out` the prompt that the model completes ([bos] input [sep])."""
+    parts = [np.array([BOS]), grid_tokens(inp), np.array([SEP])]
+    if out is not None:
+        parts += [grid_tokens(out), np.array([EOS])]
+    return np.concatenate(parts).astype(np.int64)
+
+
+_ROWS = RowsEncoder()
+
+
+def decode_grid(tokens: Sequence[int] | np.ndarray) -> Grid | None:
+    """Generated output tokens (up to an optional eos) -> grid, or None when they do not form one."""
+    ids = [int(t) for t in tokens]
+    if EOS in ids:
+        ids = ids[: ids.index(EOS)]
+    if any(not 0 <= t <= NL for t in ids):
+        return None
+    return _ROWS.decode("".join(COMPACT_CHARS[t] for t in ids))
+
+
+def label_mask(ids: np.ndarray) -> np.ndarray:
+    """True on the tokens the model learns to predict: every output token and the eos (after the sep)."""
+    sep = int(np.flatnonzero(ids == SEP)[0])
+    mask = np.zeros(len(ids), dtype=bool)
+    mask[sep + 1 :] = True
+    return mask
+
+
+# ---------------------------------------------------------------------------------------- task index
+
+
+class TaskIndex:
+    """Task id -> row of the model's task-embedding table, saved beside the model as task_index.json.
+
+    Rows are only ever appended, so a model extended for test-time training keeps every old task's row.
+    """
+
+    FILE = "task_index.json"
+
+    def __init__(self, ids: Iterable[str] = ()):
+        self.rows: dict[str, int] = {}
+        self.add(ids)
+
+    def add(self, ids: Iterable[str]) -> list[str]:
+        """Append unknown ids (in order); returns the ids that got new rows."""
+        new = []
+        for tid in ids:
+            if tid not in self.rows:
+                self.rows[tid] = len(self.rows)
+                new.append(tid)
+        return new
+
+    def row(self, task_id: str) -> int:
+        if task_id not in self.rows:
+            raise ArcDataError(f"task {task_id}: not in the model's task index")
+        return self.rows[task_id]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self.rows
+
+    def save(self, folder: str | Path) -> Path:
+        return write_json_atomic(Path(folder) / self.FILE, self.rows, indent=0)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TaskIndex:
+        obj = read_json(Path(folder) / cls.FILE)
+        if not isinstance(obj, dict) or sorted(obj.values()) != list(range(len(obj))):
+            raise ArcDataError(f"{Path(folder) / cls.FILE}: must map task ids to rows 0..n-1")
+        index = cls()
+        index.rows = {str(k): int(v) for k, v in sorted(obj.items(), key=lambda kv: kv[1])}
+        return index
+
+
+# ------------------------------------------------------------------------------------- augmentations
+
+
+def free_colours(pairs: Iterable[Pair]) -> np.ndarray:
+    """Colours a permutation may move: all but 0 and the colours seen only in outputs.
+
+    Why: a task embedding is shared by every view of its task, so it cannot say which colour an output-only
+    colour was renamed to (the input does not show it). Keeping those fixed keeps every view solvable.
+    """
+    seen_in, seen_out = np.zeros(NUM_COLOURS, bool), np.zeros(NUM_COLOURS, bool)
+    for p in pairs:
+        seen_in[np.unique(p.input)] = True
+        if p.output is not None:
+            seen_out[np.unique(p.output)] = True
+    fixed = seen_out & ~seen_in
+    fixed[0] = True
+    return np.flatnonzero(~fixed)
+
+
+def random_view(
+    rng: np.random.Generator, free: np.ndarray, d8: bool = True, colours: bool = True, k: int | None = None
+) -> Augmentation:
+    """A D8 element (k, or random when d8) and a permutation of the free colours (when colours)."""
+    if k is None:
+        k = int(rng.integers(D8_SIZE)) if d8 else 0
+    perm = np.arange(NUM_COLOURS)
+    if colours and len(free) > 1:
+        perm[free] = rng.permutation(free)
+    return Augmentation(d8=k, colours=tuple(int(c) for c in perm))
+
+
+def pair_views(
+    free: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    d8: bool = True,
+    colours: bool = True,
+    max_tries: int = 200,
+) -> list[Augmentation]:
+    """Up to n distinct views for inference: identity, the other D8 elements, then random ones (as augment.views).
+
+    Fewer come back when the task allows fewer distinct views (few free colours, d8 off)."""
+    out: dict[str, Augmentation] = {"id": Augmentation()}
+    for k in range(1, D8_SIZE if d8 else 1):
+        if len(out) < n:
+            aug = random_view(rng, free, d8, colours, k)
+            out.setdefault(aug.name, aug)
+    misses = 0
+    while len(out) < n and misses < max_tries:
+        aug = random_view(rng, free, d8, colours)
+        misses = misses + 1 if aug.name in out else 0
+        out.setdefault(aug.name, aug)
+    return list(out.values())[:n]
+
+
+# ------------------------------------------------------------------------------------------- sources
+
+
+@dataclass
+class TaskDataSettings:
+    """Where training pairs come from and how each sample is augmented."""
+
+    # training tasks: all pairs, test pairs with their solutions (the sibling *_solutions.json)
+    challenges: list[str] = field(default_factory=list)
+    re_arc: str | None = None  # RE-ARC folder (tasks/<id>.json): pairs share the row of task <id>
+    ttt_challenges: list[str] = field(default_factory=list)  # test tasks: demonstration pairs only
+    arc_weight: float = 1.0  # chance of each source, relative (sources that are absent are left out)
+    re_arc_weight: float = 1.0
+    ttt_weight: float = 1.0
+    d8: bool = True
+    colours: bool = True  # permute colours (0 and output-only colours stay)
+    # a training task that is also a test task: refused (False: catches mixed-up data in experiments) or left
+    # out of the training sources (True: the competition path, e.g. Kaggle's public stand-in of training tasks)
+    exclude_test_tasks: bool = False
+
+
+@dataclass
+class PairSet:
+    """One task's pairs from one source and the colours its augmentations may permute."""
+
+    task_id: str
+    pairs: list[Pair]
+    free: np.ndarray
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One augmented training sequence and where it came from (logged, and checked by the tests)."""
+
+    ids: np.ndarray
+    task_row: int
+    view: Augmentation
+    source: str
+    task_id: str
+    pair_index: int
+
+
+def _training_sets(path: Path) -> list[PairSet]:
+    """Every pair of every task; test pairs only where the sibling solutions file gives their outputs."""
+    tasks = load_tasks(path, solutions="auto")
+    sets = []
+    for t in tasks.values():
+        pairs = t.train + [p for p in t.test if p.output is not None]
+        sets.append(PairSet(t.id, pairs, free_colours(pairs)))
+    if not all(t.has_solutions for t in tasks.values()):
+        log.warning("%s: no solutions file beside it: training on demonstration pairs only", path)
+    return sets
+
+
+def task_pairs_for_views(task: Task) -> list[Pair]:
+    """What decides a test task's free colours: its demonstrations and its test inputs (never test outputs)."""
+    return task.train + [Pair(p.input) for p in task.test]
+
+
+def _ttt_sets(path: Path) -> list[PairSet]:
+    """Test tasks: demonstration pairs only (never a test output, even one written inline in the file)."""
+    return [
+        PairSet(t.id, list(t.train), free_colours(task_pairs_for_views(t))) for t in load_tasks(path).values()
+    ]
+
+
+def _re_arc_sets(folder: Path) -> list[PairSet]:
+    folder = folder / "tasks" if (folder / "tasks").is_dir() else folder
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise ArcDataError(f"{folder}: no RE-ARC task files")
+    sets = []
+    for f in files:
+        pairs = load_pairs(f)
+        sets.append(PairSet(f.stem, pairs, free_colours(pairs)))
+    return sets
+
+
+class PairSource:
+    """All pair sets by source, and the sampler of augmented training sequences."""
+
+    def __init__(self, data: TaskDataSettings, max_tokens: int = MAX_PAIR_TOKENS):
+        self.data = data
+        loaded = {
+            "arc": [s for c in data.challenges for s in _training_sets(resolve_path(c))],
+            "re-arc": _re_arc_sets(resolve_path(data.re_arc)) if data.re_arc else [],
+            "ttt": [s for c in data.ttt_challenges for s in _ttt_sets(resolve_path(c))],
+        }
+        if data.exclude_test_tasks:
+            test_ids = {s.task_id for s in loaded["ttt"]}
+            for k in ("arc", "re-arc"):
+                kept = [s for s in loaded[k] if s.task_id not in test_ids]
+                if len(kept) < len(loaded[k]):
+                    log.warning(
+                        "%d %s task(s) are test tasks here: left out of training",
+                        len(loaded[k]) - len(kept),
+                        k,
+                    )
+                loaded[k] = kept
+        check_no_leak(loaded["arc"] + loaded["re-arc"], loaded["ttt"])
+        self.task_ids = list(dict.fromkeys(s.task_id for sets in loaded.values() for s in sets))
+        dropped = 0
+        for sets in loaded.values():
+            for s in sets:
+                keep = [p for p in s.pairs if _pair_tokens(p) <= max_tokens]
+                dropped += len(s.pairs) - len(keep)
+                s.pairs = keep
+        if dropped:
+            log.warning("%d pair(s) longer than %d tokens left out", dropped, max_tokens)
+        weights = {"arc": data.arc_weight, "re-arc": data.re_arc_weight, "ttt": data.ttt_weight}
+        self.sources = [(name, [s for s in sets if s.pairs]) for name, sets in loaded.items()]
+        self.sources = [(n, sets) for n, sets in self.sources if sets and weights[n] > 0]
+        if not self.sources:
+            raise ArcDataError(
+                "training data: no pairs (give data.challenges, data.re_arc or data.ttt_challenges)"
+            )
+        w = np.array([weights[n] for n, _ in self.sources], dtype=float)
+        self.probs = w / w.sum()
+
+    def sample(self, rng: np.random.Generator, index: TaskIndex) -> Sample:
+        """A source by weight, a task uniformly, a pair uniformly, then a fresh random view of it."""
+        name, sets = self.sources[int(rng.choice(len(self.sources), p=self.probs))]
+        s = sets[int(rng.integers(len(sets)))]
+        i = int(rng.integers(len(s.pairs)))
+        view = random_view(rng, s.free, self.data.d8, self.data.colours)
+        ids = encode_pair(view.apply_grid(s.pairs[i].input), view.apply_grid(s.pairs[i].output))
+        return Sample(ids, index.row(s.task_id), view, name, s.task_id, i)
+
+
+def _pair_tokens(p: Pair) -> int:
+    return p.input.shape[0] * (p.input.shape[1] + 1) + p.output.shape[0] * (p.output.shape[1] + 1) + 3
+
+
+def check_no_leak(training: Sequence[PairSet], test: Sequence[PairSet]) -> None:
+    """A test task must not also be a training task: its test outputs would be in the training data.
+
+    (ARC-AGI-2 training holds 376 ARC-AGI-1 evaluation tasks: this is the check that catches mixing them.)
+    """
+    seen = {s.task_id for s in training}
+    both = [s.task_id for s in test if s.task_id in seen]
+    if both:
+        raise ArcDataError(
+            f"training data: task {both[0]} is both a training task and a test-time task "
+            f"({len(both)} such task(s)); its test outputs would leak into training"
+        )
+
+
+# -------------------------------------------------------------------------------------------- batches
+
+
+@dataclass
+class TaskBatch:
+    """Packed rows: token ids, labels (IGNORE where no loss), each token's task row and D8 view.
+
+    Each sequence starts with bos, which is all the model needs to restart positions and attention there.
+    `placed` lists (row, start, sample) for logging and tests; it stays on the CPU.
+    """
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    task_ids: torch.Tensor
+    view_ids: torch.Tensor
+    placed: list[tuple[int, int, Sample]]
+
+    @property
+    def n_label(self) -> int:
+        return int((self.labels != IGNORE).sum())
+
+    def to(self, device) -> TaskBatch:
+        t = [
+            x.to(device, non_blocking=True)
+            for x in (self.input_ids, self.labels, self.task_ids, self.view_ids)
+        ]
+        return TaskBatch(*t, self.placed)
+
+
+def make_batch(
+    source: PairSource, index: TaskIndex, seed: int, step: int, rank: int, rows: int, seq_len: int
+) -> TaskBatch:
+    """The batch of one (seed, step, rank): samples placed first-fit until several in a row fit nowhere."""
+    rng = np.random.default_rng([seed, step, rank])
+    fill = [0] * rows
+    placed: list[tuple[int, int, Sample]] = []
+    misses = 0
+    while misses < _MAX_MISSES:
+        s = source.sample(rng, index)
+        r = next((i for i in range(rows) if fill[i] + len(s.ids) <= seq_len), None)
+        if r is None:
+            misses += 1
+            continue
+        placed.append((r, fill[r], s))
+        fill[r] += len(s.ids)
+    ids = np.full((rows, seq_len), PAD, dtype=np.int64)
+    labels = np.full((rows, seq_len), IGNORE, dtype=np.int64)
+    tasks = np.zeros((rows, seq_len), dtype=np.int64)
+    views = np.zeros((rows, seq_len), dtype=np.int64)
+    for r, start, s in placed:
+        end = start + len(s.ids)
+        ids[r, start:end] = s.ids
+        labels[r, start:end] = np.where(label_mask(s.ids), s.ids, IGNORE)
+        tasks[r, start:end] = s.task_row
+        views[r, start:end] = s.view.d8
+    return TaskBatch(*(torch.from_numpy(a) for a in (ids, labels, tasks, views)), placed)
+
+
+class TaskStepBatches(torch.utils.data.IterableDataset):
+    """Batches for steps start..end of one rank, spread over DataLoader workers (worker w takes every w-th)."""
+
+    def __init__(
+        self,
+        source: PairSource,
+        index: TaskIndex,
+        seed: int,
+        start: int,
+        end: int,
+        rank: int,
+        rows: int,
+        seq_len: int,
+    ):
+        self.source, self.index = source, index
+        self.seed, self.start, self.end, self.rank = seed, start, end, rank
+        self.rows, self.seq_len = rows, seq_len
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        for step in range(self.start + wid, self.end, nw):
+            yield make_batch(self.source, self.index, self.seed, step, self.rank, self.rows, self.seq_len)

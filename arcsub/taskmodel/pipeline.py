@@ -1,0 +1,310 @@
+"""The competition path with the task-embedding model (docs/task-model.md), beside arcsub.lm.pipeline's in-context
+path: a baseline submission at once; then one task model trained on the demonstrations of every test task
+together (from scratch with training tasks and RE-ARC: mdlARC's transductive recipe, or continuing a pretrained
+task model); then prediction chunk by chunk, each chunk improving submission.json. Training gets a share of
+the time budget and fits its schedule to it (`task-train seconds=`); it runs on every GPU through torchrun.
+
+Kaggle: `ARCSUB_PIPELINE=arcsub.taskmodel.pipeline:run_pipeline`. Locally: `arcsub dry-run --pipeline task`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arcsub.core.config import load_config, to_dict
+from arcsub.core.data import ArcDataError, Task, load_tasks, resolve_path, write_json_atomic
+from arcsub.lm.pipeline import (
+    WorkerResults,
+    finish_run,
+    gpu_count,
+    hide_test_outputs,
+    merge_attempts,
+    run_workers,
+    start_run,
+)
+from arcsub.taskmodel.data import TaskDataSettings
+from arcsub.taskmodel.model import PRESETS
+from arcsub.taskmodel.predict import TaskPredictConfig
+from arcsub.taskmodel.train import TaskTrainConfig
+
+log = logging.getLogger(__name__)
+
+RUN = "task-model"  # the training run's folder inside the output folder
+
+
+def _train_defaults() -> TaskTrainConfig:
+    """configs/task-transductive.yaml's recipe, in code so that an installed wheel has it too."""
+    return TaskTrainConfig(
+        data=TaskDataSettings(
+            challenges=["data:arc-agi-1/arc-agi_training_challenges.json"], re_arc="data:re-arc"
+        ),
+        steps=16000,
+        compile=True,
+        workers=4,
+        save_every=1000,
+        log_every=50,
+    )
+
+
+@dataclass
+class TaskPipelineConfig:
+    """One competition run with a task model. `train.mode/model/name/out_dir` and `data.ttt_challenges` are set
+    by the pipeline; `train.seconds` by the budget when there is one."""
+
+    model: str = "base"  # a preset: train from scratch (transductive); a task-model dir: continue it (ttt)
+    train: TaskTrainConfig = field(default_factory=_train_defaults)
+    predict: TaskPredictConfig = field(default_factory=TaskPredictConfig)
+    time_budget: float = 0.0  # seconds for the whole run; 0 = train for train.seconds (or train.steps)
+    train_share: float = 0.7  # of the time left after start-up, the part training gets; prediction the rest
+    gpus: int = 0  # GPUs to train on (torchrun when more than one); 0 = every visible GPU
+    chunk: int = 50  # tasks per prediction chunk (submission.json improves after each)
+    # also train on the challenge files beside the test file that come with their solutions (Kaggle's
+    # competition folder ships the training and evaluation sets: hundreds of solved tasks at no cost)
+    beside_data: bool = True
+    # ablation of the joint run (CompressARC-style): one model per test task, trained on that task's
+    # demonstrations (plus the configured sources), each with 1/N of the time budget (or train.steps)
+    per_task: bool = False
+
+
+def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskPipelineConfig:
+    """Defaults, then a YAML/JSON file, then key=value overrides (the Kaggle notebook calls this by name)."""
+    return load_config(TaskPipelineConfig, path, overrides)
+
+
+BESIDE = ("arc-agi_training_challenges.json", "arc-agi_evaluation_challenges.json")
+
+
+def solved_files_beside(challenges: Path) -> list[str]:
+    """The known challenge files in the test file's folder that have their solutions beside them (never the
+    test file itself): on Kaggle, the competition's own training and evaluation sets."""
+    test = Path(challenges).resolve()
+    found = [test.with_name(name) for name in BESIDE]
+    return [
+        str(p)
+        for p in found
+        if p != test and p.exists() and p.with_name(p.name.replace("_challenges", "_solutions")).exists()
+    ]
+
+
+def train_config(
+    cfg: TaskPipelineConfig, test_file: Path, out: Path, seconds: float, beside: Path | None = None
+) -> TaskTrainConfig:
+    """The task-train config of this run: test tasks' demonstrations in, the solved files `beside` the
+    original test file added (cfg.beside_data), training sources that are missing here (a Kaggle machine
+    without the training data) left out with a warning, the schedule fitted to `seconds` when it is > 0."""
+    from_scratch = cfg.model in PRESETS
+    d = cfg.train.data
+    challenges = [c for c in d.challenges if _exists(c)]
+    if cfg.beside_data and beside is not None:
+        have = {resolve_path(c).resolve() for c in challenges}
+        extra = [f for f in solved_files_beside(beside) if Path(f) not in have]
+        if extra:
+            log.info("training also on %s (solved, beside the test file)", ", ".join(extra))
+        challenges += extra
+    re_arc = d.re_arc if d.re_arc and _exists(d.re_arc) else None
+    for missing in [c for c in d.challenges if c not in challenges] + (
+        [d.re_arc] if d.re_arc and not re_arc else []
+    ):
+        log.warning("training source %s not found: left out", missing)
+    data = dataclasses.replace(
+        d, challenges=challenges, re_arc=re_arc, ttt_challenges=[str(test_file)], exclude_test_tasks=True
+    )
+    tc = dataclasses.replace(
+        cfg.train,
+        mode="transductive" if from_scratch else "ttt",
+        model=cfg.model,
+        data=data,
+        out_dir=str(out),
+        name=RUN,
+    )
+    if not gpu_count():
+        tc = dataclasses.replace(tc, compile=False)  # compiling on a CPU costs more than it saves
+    if seconds > 0:
+        # the step count is fitted at step 40, inside the warmup; time_budget is the hard stop behind it
+        tc = dataclasses.replace(
+            tc,
+            seconds=seconds,
+            steps=max(tc.steps, 10**7),
+            time_budget=seconds * 1.2 + 120,
+            optim=dataclasses.replace(tc.optim, warmup=max(tc.optim.warmup, 40)),
+        )
+    return tc
+
+
+def _exists(path: str) -> bool:
+    try:
+        return resolve_path(path).exists()
+    except ArcDataError:
+        return False
+
+
+def _stderr_fd() -> int | None:
+    """Our stderr's file descriptor for a child's output (the caller's stdout stays clean); None where stderr
+    has none (then the child inherits stdout)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def train_task_model(tc: TaskTrainConfig, gpus: int) -> Path:
+    """Run (or resume, or skip when finished) the training; returns a loadable task-model directory: the
+    final model, or the last checkpoint of a run that the budget stopped early."""
+    from arcsub.taskmodel.train import train
+
+    out = Path(tc.out_dir)
+    if gpus > 1:
+        cfg_file = write_json_atomic(out / "task-train.json", to_dict(tc), indent=2)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
+        cmd += ["-m", "arcsub.cli", "task-train", "--config", str(cfg_file), "--quiet"]
+        log.info("training on %d GPUs: %s", gpus, " ".join(cmd))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(cmd, env=env, stdout=_stderr_fd(), start_new_session=True)
+        limit = tc.time_budget * 1.5 + 300 if tc.time_budget else None  # a hung rank must not eat the run
+        try:
+            rc = proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its ranks
+            rc = proc.wait()
+        if rc:
+            log.warning("task-train exited with code %d", rc)
+    else:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the caller's (e.g. dry-run --json)
+            train(tc, progress=False)
+    run = out / RUN
+    if (run / "model" / "config.json").exists():
+        return run / "model"
+    ck = run / "checkpoint"
+    if (ck / "config.json").exists() and (run / "task_index.json").exists():
+        shutil.copy(run / "task_index.json", ck / "task_index.json")
+        log.warning("training stopped early: predicting with its last checkpoint")
+        return ck
+    raise ArcDataError(f"{run}: training left no model and no checkpoint")
+
+
+def predict_shard(
+    rank: int,
+    ids: list[str],
+    model_dir: str,
+    test_file: str,
+    out: str,
+    cfg: TaskPipelineConfig,
+    deadline: float,
+) -> None:
+    """One worker (GPU `rank`): predict its tasks not yet in attempts.<rank>.json chunk by chunk, saving
+    attempts and predictions after each chunk (the caller merges them into submission.json)."""
+    import torch
+
+    from arcsub.lm.train import pick_dtype
+    from arcsub.taskmodel.model import load_task_model
+    from arcsub.taskmodel.predict import _device, predict_tasks
+
+    if gpu_count() > 1:
+        torch.cuda.set_device(rank)
+    tasks = load_tasks(test_file)
+    out_p = Path(out)
+    results = WorkerResults.load(out_p, rank)
+    todo = [t for t in ids if t not in results.attempts]
+    if not todo:
+        return
+    device = _device(cfg.predict)
+    model, index = load_task_model(model_dir, device, pick_dtype(cfg.predict.dtype, device))
+    for start in range(0, len(todo), cfg.chunk):
+        if time.time() > deadline:
+            log.warning(
+                "worker %d: time budget spent, %d task(s) keep baseline attempts", rank, len(todo) - start
+            )
+            break
+        chunk = {t: tasks[t] for t in todo[start : start + cfg.chunk]}
+        preds, att = predict_tasks(model, index, chunk, cfg.predict, progress=False)
+        results.add(preds, att)
+        log.info("worker %d: predicted %d/%d tasks", rank, len(results.attempts), len(ids))
+
+
+def run_pipeline(
+    challenges: str | Path,
+    out_dir: str | Path,
+    cfg: TaskPipelineConfig,
+    solutions: str | Path | None = None,
+    task_ids: list[str] | None = None,
+) -> dict[str, Any]:
+    """Write out_dir/submission.json at once (baseline attempts), train, then improve it; returns a summary."""
+    t_start = time.time()
+    out, tasks = start_run(challenges, out_dir, task_ids)
+    if cfg.per_task:
+        return _run_per_task(challenges, out, tasks, cfg, solutions, t_start)
+    # the test tasks as training sees them: demonstrations and test inputs, never a test output
+    test_file = write_json_atomic(
+        out / "test_challenges.json", {t: hide_test_outputs(x).to_json() for t, x in tasks.items()}
+    )
+    deadline = t_start + cfg.time_budget if cfg.time_budget else float("inf")
+    seconds = cfg.time_budget * cfg.train_share - (time.time() - t_start) if cfg.time_budget else 0.0
+    if cfg.time_budget and seconds < 10:
+        raise ArcDataError(f"time_budget={cfg.time_budget:g}: too little time to train a task model")
+    gpus = cfg.gpus or max(1, gpu_count())
+    t0 = time.time()
+    beside = resolve_path(challenges)
+    model_dir = train_task_model(train_config(cfg, test_file, out, seconds, beside), gpus)
+    t_train = time.time() - t0
+    ids = list(tasks)
+    shards = [ids[r::gpus] for r in range(min(gpus, len(ids)))]
+    args = (str(model_dir), str(test_file), str(out), cfg, deadline)
+    if len(shards) == 1:
+        predict_shard(0, shards[0], *args)
+    else:
+        run_workers(predict_shard, shards, args, out, tasks)
+    attempts = merge_attempts(out, tasks)
+    summary: dict[str, Any] = {
+        "submission": str(out / "submission.json"),
+        "tasks": len(tasks),
+        "predicted": len(attempts),
+        "workers": len(shards),
+        "model": str(model_dir),
+        "stage_seconds": {"train": round(t_train, 1), "predict": round(time.time() - t0 - t_train, 1)},
+    }
+    return finish_run(out, tasks, challenges, solutions, summary, t_start)
+
+
+def _run_per_task(
+    challenges: str | Path,
+    out: Path,
+    tasks: dict[str, Task],
+    cfg: TaskPipelineConfig,
+    solutions: str | Path | None,
+    t_start: float,
+) -> dict[str, Any]:
+    """The per-task ablation: the joint pipeline on each task alone (out/per-task/<id>), in turn on one GPU;
+    submission.json improves after every task, and a task finished by an earlier run is not redone."""
+    results = WorkerResults.load(out, 0)
+    one = dataclasses.replace(cfg, per_task=False, gpus=1)
+    todo = [t for t in tasks if t not in results.attempts]
+    for i, tid in enumerate(todo):
+        left = cfg.time_budget - (time.time() - t_start) if cfg.time_budget else 0.0
+        if cfg.time_budget and left < 20 * (len(todo) - i):  # a task model needs ~10 s of training at least
+            log.warning("time budget spent: %d task(s) keep baseline attempts", len(todo) - i)
+            break
+        sub = dataclasses.replace(one, time_budget=left / (len(todo) - i) if cfg.time_budget else 0.0)
+        run_pipeline(challenges, out / "per-task" / tid, sub, task_ids=[tid])
+        task_results = WorkerResults.load(out / "per-task" / tid, 0)
+        results.add(task_results.predictions, task_results.attempts)
+        merge_attempts(out, tasks)
+    summary: dict[str, Any] = {
+        "submission": str(out / "submission.json"),
+        "tasks": len(tasks),
+        "predicted": sum(t in results.attempts for t in tasks),
+        "workers": 1,
+        "model": str(out / "per-task"),
+        "stage_seconds": {"per_task": round(time.time() - t_start, 1)},
+    }
+    return finish_run(out, tasks, challenges, solutions, summary, t_start)

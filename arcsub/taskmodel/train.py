@@ -1,0 +1,418 @@
+"""Training the task-embedding model: pretraining, joint test-time training, or both at once from scratch.
+
+Three modes, one loop (set `mode` in the config):
+
+- pretrain: training tasks (every pair, test pairs with solutions) and RE-ARC pairs, from a preset or a model.
+- ttt: continue a pretrained model on the demonstration pairs of all test tasks at once; every test task
+  gets a new embedding row (`add_tasks`); full fine-tuning or only the task rows (`trainable: tasks`).
+- transductive: from scratch on training tasks, RE-ARC and the test demonstrations together (mdlARC's recipe).
+
+Test outputs are never read for test tasks (taskdata loads their demonstrations only, and refuses a test task
+that is also a training task). The run directory is named from the config; checkpoints are atomic, resume is
+exact (data is a pure function of (seed, step, rank)), `time_budget` saves and stops so long runs fit in short
+calls, and the same command resumes. bf16 autocast on CUDA, flex_attention for packed rows, optional compile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from arcsub.core.config import load_config, settings_hash, to_dict
+from arcsub.core.data import ArcDataError, write_json_atomic
+from arcsub.core.encode import build_compact_tokenizer
+from arcsub.lm.models import count_params
+from arcsub.lm.train import (
+    OptimSettings,
+    _resume,
+    _unwrap,
+    build_optimizer,
+    checkpoint_or_stop,
+    lr_at,
+    make_scaler,
+    optimizer_step,
+    pick_dtype,
+    setup_distributed,
+    step_loader,
+    teardown_distributed,
+    wrap_for_training,
+)
+from arcsub.taskmodel.data import PairSource, TaskDataSettings, TaskIndex, TaskStepBatches
+from arcsub.taskmodel.model import (
+    PRESETS,
+    ArcTaskForCausalLM,
+    load_task_model,
+    next_token_loss,
+    packed_block_mask,
+    preset_config,
+    save_task_model,
+)
+from arcsub.training.muon import build_muon
+
+
+@dataclass
+class TaskOptimSettings(OptimSettings):
+    """arcsub.lm.train's optimizer settings with Muon-family options; NorMuon + warmup-stable-decay by default."""
+
+    name: str = "normuon"  # adamw | adamw8bit | muon | normuon (Muon for hidden matrices, AdamW for the rest)
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup: int = 200
+    schedule: str = "wsd"
+    decay_frac: float = 0.2
+    min_lr_ratio: float = 0.0
+    momentum: float = 0.95  # Muon momentum
+    beta2: float = 0.95  # NorMuon's per-row second moment
+    ns_steps: int = 5  # Newton-Schulz iterations
+
+
+@dataclass
+class TaskTrainConfig:
+    """Everything a task-model training run depends on; the run directory is named from it."""
+
+    mode: Literal["pretrain", "ttt", "transductive"] = "pretrain"
+    model: str = "base"  # a preset (from scratch) or a task-model directory to continue from
+    data: TaskDataSettings = field(default_factory=TaskDataSettings)
+    optim: TaskOptimSettings = field(default_factory=TaskOptimSettings)
+    trainable: Literal["all", "tasks"] = (
+        "all"  # tasks: only the task-embedding table learns (test-time training)
+    )
+    dropout: float | None = None  # override the model's dropout
+    # architecture ablations, for a preset trained from scratch (None: the preset's 3-D positions, task rows on)
+    positions: Literal["3d", "1d"] | None = None
+    task_embedding: bool | None = None
+    steps: int = 1000  # with `seconds`: the most steps the fitted schedule may take
+    seconds: float = 0.0  # >0: fit the step count (and so the lr schedule) to this much training time
+    rows: int = 4  # packed rows per device and micro-step
+    seq_len: int = 8192  # tokens per packed row (a pair is at most 1863)
+    grad_accum: int = 1
+    dtype: str = "auto"  # auto | bf16 | fp16 | fp32
+    attn: Literal["auto", "sdpa", "flex"] = "auto"  # auto: flex on Ampere+ GPUs, sdpa elsewhere (T4, CPU)
+    compile: bool = False
+    seed: int = 0
+    workers: int = 2
+    save_every: int = 500
+    log_every: int = 10
+    time_budget: float = 0.0  # seconds; >0 saves a checkpoint and stops when spent (re-run to resume)
+    out_dir: str = "runs"
+    name: str = ""  # run directory name; empty: task-<mode>__<model>__<steps>st__<settings hash>
+
+
+_NOT_IN_NAME = {"workers", "save_every", "log_every", "time_budget", "out_dir", "name"}
+
+
+def run_name(cfg: TaskTrainConfig) -> str:
+    if cfg.name:
+        return cfg.name
+    from arcsub.lm.predict import model_label
+
+    keep_ = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_NAME}
+    model = cfg.model if cfg.model in PRESETS else model_label(cfg.model)
+    return f"task-{cfg.mode}__{model}__{cfg.steps}st__{settings_hash(keep_)}"
+
+
+def check_config(cfg: TaskTrainConfig) -> None:
+    """The data and starting point each mode needs, as one-line errors."""
+    d, from_scratch = cfg.data, cfg.model in PRESETS
+    if cfg.mode == "pretrain" and d.ttt_challenges:
+        raise ArcDataError(
+            "config: mode=pretrain takes no data.ttt_challenges (use mode=ttt or transductive)"
+        )
+    if cfg.mode == "pretrain" and not (d.challenges or d.re_arc):
+        raise ArcDataError("config: mode=pretrain needs data.challenges and/or data.re_arc")
+    if cfg.mode in ("ttt", "transductive") and not d.ttt_challenges:
+        raise ArcDataError(f"config: mode={cfg.mode} needs data.ttt_challenges (the test tasks)")
+    if cfg.mode == "ttt" and from_scratch:
+        raise ArcDataError("config: mode=ttt continues a pretrained model: set model to its directory")
+    if cfg.mode == "transductive" and not from_scratch:
+        raise ArcDataError(
+            f"config: mode=transductive trains from scratch: model must be a preset ({', '.join(PRESETS)})"
+        )
+    if cfg.trainable == "tasks" and from_scratch:
+        raise ArcDataError("config: trainable=tasks needs a pretrained model")
+    if cfg.steps < 1 or cfg.rows < 1 or cfg.grad_accum < 1:
+        raise ArcDataError("config: steps, rows and grad_accum must be at least 1")
+
+
+def check_same_run(run: Path, cfg: TaskTrainConfig) -> None:
+    """Resuming (or skipping) a run directory written with other settings would mix two runs: refuse.
+
+    Only possible with a fixed `name`; hashed names differ whenever the settings do."""
+    saved = run / "config.json"
+    if not saved.exists():
+        return
+    old, new = (
+        {k: v for k, v in c.items() if k not in _NOT_IN_NAME}
+        for c in (json.loads(saved.read_text()), json.loads(json.dumps(to_dict(cfg))))
+    )
+    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))  # a key added since: None
+    if diff:
+        raise ArcDataError(
+            f"{run}: holds a run with other settings ({', '.join(diff)} differ); change `name`"
+        )
+
+
+def build_model(cfg: TaskTrainConfig, source: PairSource) -> tuple[ArcTaskForCausalLM, TaskIndex]:
+    """A fresh preset with one row per task of the data, or a saved model extended with rows for new tasks."""
+    torch.manual_seed(cfg.seed)
+    if cfg.model in PRESETS:
+        index = TaskIndex(source.task_ids)
+        arch = {"dropout": cfg.dropout, "positions": cfg.positions, "task_embedding": cfg.task_embedding}
+        extra = {k: v for k, v in arch.items() if v is not None}
+        return ArcTaskForCausalLM(preset_config(cfg.model, len(index), **extra)), index
+    model, index = load_task_model(cfg.model)
+    for key in ("positions", "task_embedding"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) != getattr(model.config, key):
+            raise ArcDataError(f"{cfg.model}: {key}={getattr(model.config, key)}; a trained model keeps it")
+    model.add_tasks(len(index.add(source.task_ids)))
+    if cfg.dropout is not None:
+        model.config.dropout = cfg.dropout
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = cfg.dropout
+    return model, index
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The torch seed of one (seed, step, rank): random draws (dropout) need no RNG state in checkpoints."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+def pick_attention(attn: str, device: torch.device) -> str:
+    """flex_attention (block-sparse packed rows) where it was tested: CUDA GPUs of compute capability >= 8.0
+    (its Triton kernels); elsewhere (T4, CPU) SDPA with dense per-row masks, slower but everywhere."""
+    if attn != "auto":
+        return attn
+    return "flex" if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0) else "sdpa"
+
+
+DENSE_ROW = 2048  # tokens per row with dense masks; a pair is at most 1863 tokens, so every pair fits
+
+
+def row_layout(cfg: TaskTrainConfig, backend: str) -> tuple[int, int]:
+    """(rows, tokens per row) of a micro-step. Dense SDPA masks cost in proportion to the row length (flex skips
+    the blocks between pairs), so with sdpa (T4, CPU) long rows become 2048-token rows holding the same tokens:
+    by FLOP count ~1.9x less work per step for `base` at 8192 (attention 302M -> 75M FLOP per token beside
+    170M for the weights), and masks 16x smaller."""
+    if backend != "sdpa" or cfg.seq_len <= DENSE_ROW or cfg.seq_len % DENSE_ROW:
+        return cfg.rows, cfg.seq_len
+    return cfg.rows * (cfg.seq_len // DENSE_ROW), DENSE_ROW
+
+
+CALIBRATE = (10, 40)  # steps after a session's start: timed between the two, after compilation
+# with a wsd or constant schedule the fit is refreshed every REFIT steps until the decay would start, from the
+# time per step since calibration: checkpoint saves and data stalls, which steps 10-40 do not see, count too
+# (an H100 pipeline run planned 30 ms/step and averaged 35 ms: training ran 13 % over its seconds without it)
+REFIT = 200
+
+
+def fit_steps(cfg: TaskTrainConfig, step: int, sps: float, elapsed: float, dist, device) -> int:
+    """The step count that ends training after about cfg.seconds, from the measured seconds per step.
+
+    Called while the learning rate is still warming up (so no schedule point has been passed), and again by
+    `refit`; under DDP the ranks take the smallest count so that they stop together."""
+    steps = min(cfg.steps, step + max(1, int((cfg.seconds - elapsed) / max(sps, 1e-9))))
+    if dist.world > 1:
+        t = torch.tensor(steps, device=device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        steps = int(t)
+    return steps
+
+
+def refit(
+    cfg: TaskTrainConfig, step: int, total: int, sps: float, elapsed: float, dist, device
+) -> int | None:
+    """A new step count from the time per step measured so far, or None once the decay has begun (with it the
+    schedule would jump). Only wsd and constant schedules hold the lr flat until then, so only they refit."""
+
+    def decay_start(n: int) -> int:
+        return int(n * (1 - cfg.optim.decay_frac)) if cfg.optim.schedule == "wsd" else n
+
+    if cfg.optim.schedule not in ("wsd", "constant") or step >= decay_start(total):
+        return None
+    new = fit_steps(cfg, step, sps, elapsed, dist, device)  # same on every rank: the decision is too
+    return new if step < decay_start(new) else None
+
+
+def _synced_time(device: torch.device) -> float:
+    """Wall time once the GPU has finished the queued work, so step timings are not the launch times."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.time()
+
+
+def _optimizer(model, o: TaskOptimSettings, device: torch.device) -> torch.optim.Optimizer:
+    return build_muon(model, o) if o.name in ("muon", "normuon") else build_optimizer(model, o, device)
+
+
+def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
+    """Run (or resume) a task-model training run; returns its directory, whose model/ holds the result."""
+    check_config(cfg)
+    run = Path(cfg.out_dir) / run_name(cfg)
+    check_same_run(run, cfg)
+    if (run / "model" / "config.json").exists():
+        print(f"arcsub task-train: {run / 'model'} already finished", flush=True)
+        return run
+    dist = setup_distributed()
+    device = torch.device(f"cuda:{dist.local}" if torch.cuda.is_available() else "cpu")
+    dtype = pick_dtype(cfg.dtype, device)
+    source = PairSource(cfg.data, max_tokens=cfg.seq_len)
+    model, index = build_model(cfg, source)
+    model.to(device).train()
+    model.attn_backend = pick_attention(cfg.attn, device)
+    if cfg.trainable == "tasks":
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("embed_tasks."))
+    if dist.main:
+        run.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run / "config.json", to_dict(cfg), indent=2)
+        index.save(run)
+    tok = build_compact_tokenizer()
+    opt = _optimizer(model, cfg.optim, device)
+    scaler = make_scaler(dtype)
+    start = _resume(run, model, opt, scaler, device)
+    plan = run / "plan.json"  # the fitted step count of a `seconds` run, kept for resuming
+    total = json.loads(plan.read_text())["steps"] if plan.exists() else cfg.steps
+    calibrate = cfg.seconds > 0 and not plan.exists()
+    refitting = False  # set once the first fit is made: a resumed run keeps its plan's count
+    if calibrate and start + CALIBRATE[1] > cfg.optim.warmup:
+        raise ArcDataError(
+            f"config: seconds needs optim.warmup >= {CALIBRATE[1]} (the step count is fitted then)"
+        )
+
+    fwd = wrap_for_training(model, dist, device, cfg.compile)
+    ga = cfg.grad_accum
+    rows, seq_len = row_layout(cfg, model.attn_backend)
+    if (rows, seq_len) != (cfg.rows, cfg.seq_len) and dist.main:
+        print(f"arcsub task-train: dense attention: {rows} rows of {seq_len} tokens per step", flush=True)
+    batches = TaskStepBatches(source, index, cfg.seed, start * ga, cfg.steps * ga, dist.rank, rows, seq_len)
+    loader = step_loader(batches, cfg.workers, device)
+    n_params = count_params(model)
+    if dist.main:
+        print(
+            f"arcsub task-train: {run} | {cfg.mode} | {n_params / 1e6:.1f}M params, {len(index)} tasks | "
+            f"{device} {str(dtype).removeprefix('torch.')} {model.attn_backend} | steps {start}->{total}"
+            + (f" (fitted to {cfg.seconds:.0f} s at step {start + CALIBRATE[1]})" if calibrate else ""),
+            flush=True,
+        )
+    log = open(run / "log.jsonl", "a") if dist.main else None
+    bar = tqdm(
+        total=total, initial=start, disable=not (progress and dist.main), desc="task-train", unit="step"
+    )
+    t0 = window_t = time.time()
+    window_tokens, window_step, step, it = 0, start, start, iter(loader)
+    while step < total:
+        micro = [next(it) for _ in range(ga)]
+        torch.manual_seed(step_seed(cfg.seed, step, dist.rank))  # dropout: resumable, on CPU and CUDA alike
+        n_label = sum(b.n_label for b in micro)
+        loss_sum = torch.zeros((), device=device)  # read back only when logging: no GPU sync per step
+        for i, b in enumerate(micro):
+            window_tokens += int((b.input_ids != model.config.pad_token_id).sum())
+            b = b.to(device)
+            block_mask = packed_block_mask(b.input_ids) if model.attn_backend == "flex" else None
+            ctx = fwd.no_sync() if dist.world > 1 and i < ga - 1 else contextlib.nullcontext()
+            with ctx, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                logits = fwd(
+                    input_ids=b.input_ids,
+                    task_ids=b.task_ids,
+                    view_ids=b.view_ids,
+                    packed=True,
+                    block_mask=block_mask,
+                ).logits
+                loss = next_token_loss(logits, b.labels) / max(1, n_label)
+            (scaler.scale(loss) if scaler else loss).backward()
+            loss_sum += loss.detach()
+        lr = cfg.optim.lr * lr_at(step, cfg.optim, total)
+        gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)
+        step += 1
+        bar.update(1)
+        if calibrate and step == start + CALIBRATE[0]:
+            t_cal = _synced_time(device)
+        elif (calibrate and step == start + CALIBRATE[1]) or (refitting and (step - start) % REFIT == 0):
+            now = _synced_time(device)
+            if calibrate:  # the first fit: the plan is written even when the count stays cfg.steps
+                sps = (now - t_cal) / (CALIBRATE[1] - CALIBRATE[0])
+                new = fit_steps(cfg, step, sps, now - t0, dist, device)
+                t_fit, step_fit, show = now, step, True
+            else:
+                sps = (now - t_fit) / (step - step_fit)
+                new = refit(cfg, step, total, sps, now - t0, dist, device)
+                show = new is not None and abs(new - total) > 0.01 * total
+            if new is not None and (calibrate or new != total):
+                total = bar.total = new
+                if dist.main:
+                    write_json_atomic(plan, {"steps": total, "seconds_per_step": sps}, indent=2)
+            if dist.main and show:
+                print(
+                    f"arcsub task-train: {sps * 1e3:.0f} ms/step: {total} steps fit {cfg.seconds:.0f} s"
+                    + ("" if calibrate else f" (refitted at step {step})"),
+                    flush=True,
+                )
+            calibrate, refitting = False, new is not None
+        if dist.main and (step % cfg.log_every == 0 or step == total):
+            now = time.time()
+            # timed over the last window only, so compilation in the first one does not skew the eta
+            seconds_per_step = (now - window_t) / max(1, step - window_step)
+            rec = {
+                "step": step,
+                "loss": round(float(loss_sum), 5),
+                "lr": lr,
+                "grad_norm": float(gnorm),
+                "tokens_per_s": round(window_tokens * dist.world / max(now - window_t, 1e-9)),
+                "elapsed_s": round(now - t0, 2),
+                "eta_s": round((total - step) * seconds_per_step),
+            }
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{rec['tokens_per_s'] / 1e3:.0f}k")
+            window_tokens, window_t, window_step = 0, now, step
+        if checkpoint_or_stop(
+            run,
+            model,
+            tok,
+            "task",
+            opt,
+            step,
+            dataclasses.replace(cfg, steps=total),
+            scaler,
+            dist,
+            device,
+            t0,
+            "task-train",
+        ):
+            break
+    bar.close()
+    if dist.main and step >= total:
+        info = {
+            "mode": cfg.mode,
+            "base": cfg.model,
+            "steps": total,
+            "params": n_params,
+            "config": to_dict(cfg),
+        }
+        save_task_model(_unwrap(model).float(), index, run / "model", info)
+        shutil.rmtree(run / "checkpoint", ignore_errors=True)
+        print(f"arcsub task-train: saved {run / 'model'}", flush=True)
+    if log:
+        log.close()
+    teardown_distributed(dist)
+    return run
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """`arcsub task-train --config C [key=value ...]`."""
+    cfg = load_config(TaskTrainConfig, args.config, list(args.overrides))
+    run = train(cfg, progress=not args.quiet)
+    print(f"run: {run}")
+    return 0
