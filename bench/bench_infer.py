@@ -23,10 +23,12 @@ from pathlib import Path
 
 import torch
 
+from arcsub.core.candidates import SamplingSettings
 from arcsub.core.data import dataset_files, load_tasks
+from arcsub.core.device import pick_dtype
 from arcsub.core.encode import COMPACT_VOCAB, FORMATS, Codec
-from arcsub.lm.infer.base import SamplingSettings
-from arcsub.lm.infer.torch_engine import TorchEngine, decoding_sdpa_backends, pick_dtype
+from arcsub.core.grammar import decoding_sdpa_backends
+from arcsub.lm.infer.torch_engine import TorchEngine
 from arcsub.lm.models import build_model, load_model
 from arcsub.lm.predict import PredictConfig, prompt_jobs
 
@@ -142,7 +144,7 @@ def main() -> None:
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
-    dtype = pick_dtype(device)
+    dtype = pick_dtype("auto", device)
     if args.model:
         model, tok, fmt_name = load_model(args.model, dtype=dtype, device=device)
         label = args.model

@@ -23,7 +23,8 @@ from arcsub.core.data import dataset_files
 from arcsub.core.encode import Codec, build_compact_tokenizer
 from arcsub.lm.batches import DataSettings, TaskPool, sample_example
 from arcsub.lm.models import build_model, preset_config
-from arcsub.lm.train import OptimSettings, TrainConfig, train
+from arcsub.lm.train import TrainConfig, train
+from arcsub.training.runtime import OptimSettings
 
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12}
 

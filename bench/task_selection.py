@@ -23,10 +23,10 @@ import numpy as np
 from arcsub.core.config import from_dict
 from arcsub.core.data import grid_to_list, grids_equal, load_tasks, resolve_path, write_json_atomic
 from arcsub.core.metrics import TABLE_COLUMNS, format_metrics_table
+from arcsub.core.runs import score_run
 from arcsub.core.select import NEEDS_SCORER, select
 from arcsub.core.submission import build_submission
-from arcsub.lm.predict import score_run
-from arcsub.taskmodel.predict import TaskPredictConfig, _device, _jobs, _scorer, ensure_rows
+from arcsub.taskmodel.predict import TaskPredictConfig, ensure_rows, poe_scorer, predict_device, view_jobs
 
 
 def cached(scorer):
@@ -80,10 +80,10 @@ def main() -> None:
     strategies = args.strategies.split(",")
     model = index = None
     if any(s in NEEDS_SCORER for s in strategies):
-        from arcsub.lm.train import pick_dtype
+        from arcsub.core.device import pick_dtype
         from arcsub.taskmodel.model import load_task_model
 
-        device = _device(cfg)
+        device = predict_device(cfg)
         model, index = load_task_model(run["model"], device, pick_dtype(cfg.dtype, device))
         model.eval()
         ensure_rows(model, index, list(tasks))
@@ -107,8 +107,8 @@ def main() -> None:
                     if strategy in NEEDS_SCORER:
                         key = (task.id, i)
                         if key not in scorers:
-                            jobs = [j for j in _jobs(task, index.row(task.id), cfg) if j.test_index == i]
-                            scorers[key] = cached(_scorer(model, jobs, cfg))
+                            jobs = [j for j in view_jobs(task, index.row(task.id), cfg) if j.test_index == i]
+                            scorers[key] = cached(poe_scorer(model, jobs, cfg))
                         scorer = scorers[key]
                     top = select(voters, strategy, scorer)
                     attempts[task.id].append([None if g is None else grid_to_list(g) for g in top])

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from arcsub.core.candidates import length_batches
 from arcsub.core.data import ArcDataError
 from arcsub.core.encode import COMPACT_VOCAB, FORMATS, Codec, build_compact_tokenizer, parse_answer
+from arcsub.core.grammar import GridConstraint
 from arcsub.lm.infer import Candidate, SamplingSettings
-from arcsub.lm.infer.base import length_batches
-from arcsub.lm.infer.torch_engine import GridConstraint, TorchEngine, dtype_for
+from arcsub.lm.infer.torch_engine import TorchEngine
 from arcsub.lm.infer.vllm_engine import (
     VLLM_MISSING,
     build_requests,
@@ -406,17 +407,6 @@ def test_per_task_adapters_decode_in_one_mixed_batch(tmp_path, monkeypatch):
         for i, (ref,) in zip(idx, alone, strict=True):
             assert mixed[i][0].tokens == ref.tokens
             assert mixed[i][0].logprob == pytest.approx(ref.logprob, abs=1e-3)
-
-
-# ---------------------------------------------------------------------------------------------- dtype
-
-
-def test_dtype_choice():
-    assert dtype_for("cpu") is torch.float32
-    assert dtype_for("cuda", (8, 0), bf16_ok=True) is torch.bfloat16
-    assert dtype_for("cuda", (9, 0), bf16_ok=True) is torch.bfloat16
-    assert dtype_for("cuda", (7, 5), bf16_ok=False) is torch.float16  # T4
-    assert dtype_for("cuda", (7, 0), bf16_ok=True) is torch.float16
 
 
 # ----------------------------------------------------------------------------------------------- vLLM

@@ -14,19 +14,13 @@ import pytest
 
 from arcsub.core.data import ArcDataError, dataset_files, load_tasks, read_json, write_json_atomic
 from arcsub.core.submission import load_submission
-from arcsub.kaggle import notebook as kaggle
-from arcsub.kaggle.notebook import (
-    CHALLENGES_FILE,
-    GpuInfo,
-    KagglePaths,
-    TimeBudget,
-    apply_runtime,
-    find_challenges,
-    find_model_dataset,
-    is_public_standin,
-    kaggle_paths,
-    verify_dataset_files,
-)
+from arcsub.kaggle import datasets, notebook, runtime, submission
+from arcsub.kaggle import paths as kpaths
+from arcsub.kaggle.competitions import CHALLENGES_FILE, is_public_standin
+from arcsub.kaggle.datasets import find_model_dataset, verify_dataset_files
+from arcsub.kaggle.notebook import apply_runtime
+from arcsub.kaggle.paths import KagglePaths, find_challenges, kaggle_paths
+from arcsub.kaggle.runtime import GpuInfo, TimeBudget
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
@@ -80,7 +74,8 @@ def fake_pipeline(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_model(tmp_path_factory) -> Path:
     """A random tiny model directory (saved like training saves it)."""
-    from arcsub.lm.models import build_model, save_model
+    from arcsub.core.modeldir import save_model
+    from arcsub.lm.models import build_model
 
     d = tmp_path_factory.mktemp("tiny") / "tiny-model"
     net, tok = build_model("tiny", max_len=2048)
@@ -147,7 +142,7 @@ def test_paths_default_and_env_override():
     assert p.submission == Path("/kaggle/working/submission.json")
     q = kaggle_paths({"ARCSUB_KAGGLE_ROOT": "/x", "ARCSUB_KAGGLE_WORKING": "/w"})
     assert (q.input, q.working, q.submission) == (Path("/x/input"), Path("/w"), Path("/w/submission.json"))
-    assert kaggle.on_kaggle({"ARCSUB_KAGGLE_ROOT": "/x"})
+    assert kpaths.on_kaggle({"ARCSUB_KAGGLE_ROOT": "/x"})
 
 
 def test_find_challenges(kaggle_env, arc1_eval):
@@ -209,7 +204,7 @@ def test_gpu_choices(gpu, engine, dtype):
 def test_detect_gpus_here():
     import torch
 
-    info = kaggle.detect_gpus()
+    info = runtime.detect_gpus()
     assert info.count == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
@@ -222,8 +217,8 @@ def test_apply_runtime_sets_auto_fields_of_the_real_config():
     pinned = PipelineConfig()
     pinned.predict.dtype = "fp32"
     assert apply_runtime(pinned, t4).predict.dtype == "fp32"  # an explicit choice stays
-    assert kaggle.set_field(cfg, "ttft.adapter", "/a").ttft.adapter == "/a"
-    assert kaggle.set_field(cfg, "nope", 1) is cfg
+    assert notebook.set_field(cfg, "ttft.adapter", "/a").ttft.adapter == "/a"
+    assert notebook.set_field(cfg, "nope", 1) is cfg
 
 
 # --------------------------------------------------------------------------------------------- budget
@@ -277,16 +272,16 @@ def test_adapters_kaggle_left_zipped_are_unpacked(tmp_path, tiny_model):
     (lora / "adapter_model.safetensors").write_bytes(b"w" * 32)
     ds = _model_dataset(tiny_model, tmp_path / "input" / "arcsub-model", adapters=lora)
     paths = KagglePaths(tmp_path, tmp_path / "input", tmp_path / "working")
-    assert kaggle._resolve_model(None, paths, {})[1] == ds / "adapters"
+    assert notebook.resolve_model(None, paths, {})[1] == ds / "adapters"
     shutil.make_archive(str(ds / "adapters"), "zip", ds / "adapters")  # as `--dir-mode zip` uploads it
     shutil.rmtree(ds / "adapters")
-    model_dir, adapters, config = kaggle._resolve_model(None, paths, {"ARCSUB_VERIFY_SHA256": "1"})
+    model_dir, adapters, config = notebook.resolve_model(None, paths, {"ARCSUB_VERIFY_SHA256": "1"})
     assert model_dir == ds and config is None
     assert adapters == tmp_path / "working" / "arcsub-adapters"
     assert (adapters / "adapter_config.json").read_text() == '{"r": 8}'
     (ds / "adapters.zip").unlink()
     with pytest.raises(ArcDataError, match="neither the folder nor adapters.zip"):
-        kaggle._resolve_model(None, paths, {})
+        notebook.resolve_model(None, paths, {})
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -296,7 +291,7 @@ def test_main_writes_baseline_then_runs_the_pipeline(kaggle_env, arc1_eval, tiny
     ids = sorted(arc1_eval)[:3]
     _eval_challenges(kaggle_env, "arc-prize-2024", ids, arc1_eval)
     _model_dataset(tiny_model, kaggle_env / "input" / "arcsub-model")
-    summary = kaggle.main(["predict.views=3"])
+    summary = notebook.main(["predict.views=3"])
     working = kaggle_env / "working"
     call = read_json(working / "fake_call.json")
     assert call["baseline_on_disk"]  # the baseline was written before the pipeline started
@@ -323,7 +318,7 @@ def test_main_self_check_on_the_public_standin(kaggle_env, data_root, tiny_model
         (comp / f.name).write_bytes(f.read_bytes())  # as Kaggle lays out the public competition data
     _model_dataset(tiny_model, kaggle_env / "input" / "arcsub-model")
     monkeypatch.setenv("ARCSUB_SELFCHECK_TASKS", "3")
-    summary = kaggle.main()
+    summary = notebook.main()
     assert summary["mode"] == "selfcheck" and summary["score"] == 1.0
     call = read_json(kaggle_env / "working" / "arcsub-selfcheck" / "fake_call.json")
     assert len(call["tasks"]) == 3 and call["solutions"]
@@ -341,19 +336,19 @@ def test_main_survives_a_failing_pipeline(kaggle_env, arc1_eval, tiny_model, fak
     path = _eval_challenges(kaggle_env, "arc-prize-2025", ids, arc1_eval)
     _model_dataset(tiny_model, kaggle_env / "input" / "arcsub-model")
     monkeypatch.setenv("FAKE_FAIL", "1")
-    summary = kaggle.main()
+    summary = notebook.main()
     assert "fake pipeline failure" in summary["error"] and summary["predicted"] == 0
     load_submission(kaggle_env / "working" / "submission.json", load_tasks(path))
     monkeypatch.setenv("ARCSUB_KAGGLE_STRICT", "1")
     with pytest.raises(RuntimeError, match="fake pipeline failure"):
-        kaggle.main()
+        notebook.main()
     load_submission(kaggle_env / "working" / "submission.json", load_tasks(path))
 
 
 def test_main_without_model_keeps_the_baseline(kaggle_env, arc1_eval, fake_pipeline):
     ids = sorted(arc1_eval)[:2]
     path = _eval_challenges(kaggle_env, "arc-prize-2024", ids, arc1_eval)
-    summary = kaggle.main()
+    summary = notebook.main()
     assert "no model dataset" in summary["error"]
     load_submission(kaggle_env / "working" / "submission.json", load_tasks(path))
 
@@ -368,7 +363,7 @@ def test_alarm_interrupts_a_pipeline_past_the_hard_deadline(
     monkeypatch.setenv("ARCSUB_TIME_LIMIT", "3")  # margin 0.3 s: interrupted ~2.85 s in
     monkeypatch.setenv("FAKE_DELAY", "1")  # 5 tasks x 1 s would take 5 s
     t0 = time.time()
-    summary = kaggle.main()
+    summary = notebook.main()
     assert summary.get("interrupted") and time.time() - t0 < 3.5
     assert 1 <= summary["predicted"] < 5  # the tasks finished before the alarm are kept
     load_submission(kaggle_env / "working" / "submission.json", load_tasks(path))
@@ -377,12 +372,12 @@ def test_alarm_interrupts_a_pipeline_past_the_hard_deadline(
 def test_progress_watcher_logs_each_task(tmp_path, arc1_eval, caplog):
     tasks = {t: arc1_eval[t] for t in sorted(arc1_eval)[:2]}
     sub = tmp_path / "submission.json"
-    kaggle.write_baseline(tasks, sub)
-    w = kaggle.ProgressWatcher(sub, tasks, TimeBudget(600))
+    submission.write_baseline(tasks, sub)
+    w = runtime.ProgressWatcher(sub, tasks, TimeBudget(600))
     assert w.poll() == []
     first = sorted(tasks)[0]
-    kaggle.finalize_submission(tasks, sub, {first: [[[[1]], [[2]]]] * len(tasks[first].test)})
-    with caplog.at_level(logging.INFO, logger="arcsub.kaggle.notebook"):
+    submission.finalize_submission(tasks, sub, {first: [[[[1]], [[2]]]] * len(tasks[first].test)})
+    with caplog.at_level(logging.INFO, logger="arcsub.kaggle"):
         time.sleep(0.01)
         sub.touch()
         assert w.poll() == [first]
@@ -391,12 +386,10 @@ def test_progress_watcher_logs_each_task(tmp_path, arc1_eval, caplog):
 
 
 def test_cli_one_line_error_without_challenges(kaggle_env, capsys):
-    assert kaggle.cli([]) == 2
+    assert notebook.cli([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert (
-        len(err) == 1
-        and err[0].startswith("arcsub.kaggle.notebook: error:")
-        and "arc-agi_test_challenges" in err[0]
+        len(err) == 1 and err[0].startswith("arcsub.kaggle: error:") and "arc-agi_test_challenges" in err[0]
     )
 
 
@@ -406,7 +399,7 @@ def test_finalize_repairs_a_broken_submission(tmp_path, arc1_eval):
     ids = list(tasks)
     broken = {ids[0]: [{"attempt_1": [[1]], "attempt_2": [[2]]}] * len(tasks[ids[0]].test), ids[1]: "junk"}
     sub.write_text(json.dumps(broken))
-    res = kaggle.finalize_submission(tasks, sub)
+    res = submission.finalize_submission(tasks, sub)
     assert res["predicted"] == 1
     out = load_submission(sub, tasks)
     assert out[ids[0]][0]["attempt_1"].tolist() == [[1]]
@@ -426,15 +419,15 @@ def test_an_attached_data_dataset_becomes_the_data_folder(kaggle_env, monkeypatc
     build_data_dataset.build(
         src, ["re-arc"], ds, user="alice", slug="arcsub-data", title="arcsub data", license_name="other"
     )
-    paths = kaggle.kaggle_paths()
+    paths = kpaths.kaggle_paths()
     monkeypatch.setenv("ARCSUB_DATA", "/elsewhere")
-    assert kaggle.use_data_dataset(paths) is None and str(resolve_path("data:x")) == "/elsewhere/x"
+    assert datasets.use_data_dataset(paths) is None and str(resolve_path("data:x")) == "/elsewhere/x"
     monkeypatch.setenv("ARCSUB_DATA", "")  # unset (restored after the test)
-    assert kaggle.use_data_dataset(paths) == ds
+    assert datasets.use_data_dataset(paths) == ds
     assert len(list(resolve_path("data:re-arc/tasks").glob("*.json"))) == 3
     shutil.make_archive(str(ds / "re-arc"), "zip", ds / "re-arc")  # as `--dir-mode zip` uploads it
     shutil.rmtree(ds / "re-arc")
     monkeypatch.setenv("ARCSUB_DATA", "")
-    base = kaggle.use_data_dataset(paths)
+    base = datasets.use_data_dataset(paths)
     assert base == paths.working / "arcsub-data"
     assert len(list(resolve_path("data:re-arc/tasks").glob("*.json"))) == 3

@@ -16,9 +16,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from arcsub.cli import main
 from arcsub.core.data import ArcDataError, Pair, Task, dataset_files
 from arcsub.core.encode import COMPACT_VOCAB, FORMATS, Codec, build_example, segments_to_example
+from arcsub.core.modeldir import save_model
 from arcsub.lm.batches import DataSettings
 from arcsub.lm.models import build_model, load_model, preset_config, shrink_vocab
-from arcsub.lm.train import OptimSettings, TrainConfig, train
+from arcsub.lm.train import TrainConfig, train
+from arcsub.training.runtime import OptimSettings
 
 ENGLISH = (
     "The quick brown fox jumps over the lazy dog. Models learn rules from examples; "
@@ -194,7 +196,7 @@ def test_qwen2_shaped_model_keeps_the_compact_tokenizer(tmp_path, monkeypatch):
     shape = dict(models.PRESETS["qwen0.5b-shape"], hidden_size=64, intermediate_size=128, num_hidden_layers=2)
     monkeypatch.setitem(models.PRESETS, "qwen-tiny", dict(shape, num_attention_heads=4))
     model, tok = build_model("qwen-tiny")
-    models.save_model(model, tok, tmp_path / "m", {"format": "compact"})
+    save_model(model, tok, tmp_path / "m", {"format": "compact"})
     _, again, fmt = load_model(tmp_path / "m")
     assert fmt == "compact" and again("01\n23", add_special_tokens=False)["input_ids"] == [0, 1, 10, 2, 3]
 

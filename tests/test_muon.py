@@ -105,15 +105,3 @@ def test_param_groups_and_training_with_state_round_trip():
         o.step()
     for a, b in zip(model.parameters(), twin.parameters(), strict=True):
         assert torch.equal(a, b)
-
-
-def test_newton_schulz_uses_bf16_only_where_the_card_has_it(monkeypatch):
-    """T4 (7.5) has no bf16 tensor cores: the Kaggle 2024 notebook's NorMuon must iterate in fp32 there."""
-    from arcsub.training import muon
-
-    cuda = torch.device("cuda")
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-    assert muon._ns_dtype(cuda) == torch.float32
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 9))  # L4
-    assert muon._ns_dtype(cuda) == torch.bfloat16
-    assert muon._ns_dtype(torch.device("cpu")) == torch.float32

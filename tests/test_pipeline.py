@@ -10,8 +10,9 @@ import pytest
 
 from arcsub.cli import main
 from arcsub.core.data import ArcDataError, load_tasks
+from arcsub.core.runs import pick_dry_run_tasks
 from arcsub.core.submission import validate_submission
-from arcsub.lm.pipeline import default_model_dir, load_pipeline_config, pick_dry_run_tasks, run_pipeline
+from arcsub.lm.pipeline import default_model_dir, load_pipeline_config, run_pipeline
 
 CHEAP = ["ttft.steps=2", "ttft.seq_len=1024", "ttft.max_len=1024", "predict.views=2", "predict.max_len=1024"]
 

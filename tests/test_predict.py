@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from arcsub.core.candidates import Candidate, SamplingSettings
 from arcsub.core.config import load_config
 from arcsub.core.data import ArcDataError, Pair, Task, grids_equal
 from arcsub.core.encode import COMPACT_VOCAB, build_compact_tokenizer
-from arcsub.lm.infer.base import Candidate, Engine, SamplingSettings
+from arcsub.lm.infer.base import Engine
 from arcsub.lm.predict import (
     PredictConfig,
     add_arguments,
@@ -217,7 +218,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_cli_functions_run_a_saved_model(arc1_eval_files, tmp_path, capsys):
-    from arcsub.lm.models import build_model, save_model
+    from arcsub.core.modeldir import save_model
+    from arcsub.lm.models import build_model
 
     challenges, solutions = arc1_eval_files
     model, tok = build_model("tiny", seed=0)
@@ -252,7 +254,8 @@ def test_cli_vllm_without_vllm_is_one_line(arc1_eval_files, tmp_path):
 
     if vllm_installed():
         pytest.skip("vllm is installed here")
-    from arcsub.lm.models import build_model, save_model
+    from arcsub.core.modeldir import save_model
+    from arcsub.lm.models import build_model
 
     model, tok = build_model("tiny", seed=0)
     model_dir = save_model(model, tok, tmp_path / "m", {"format": "compact"})

@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from arcsub.core.candidates import SamplingSettings
 from arcsub.core.data import ArcDataError
-from arcsub.lm.infer.base import SamplingSettings
 from arcsub.taskmodel.data import EOS, PAD, SEP, TaskIndex, decode_grid, encode_pair
 from arcsub.taskmodel.model import (
     PRESETS,
@@ -21,7 +21,7 @@ from arcsub.taskmodel.model import (
     save_task_model,
     sequence_positions,
 )
-from arcsub.taskmodel.predict import _decode_batch, score_answers
+from arcsub.taskmodel.predict import decode_batch, score_answers
 
 INP = np.array([[1, 2, 3], [4, 5, 6]])
 OUT = np.array([[7, 8], [9, 0], [1, 2]])
@@ -181,7 +181,7 @@ def test_kv_cache_decoding_equals_full_recomputation(positions):
     rows, views = [0, 2, 1], [0, 6, 3]
     params = SamplingSettings(max_new_tokens=16, constrained=False)
     gen = torch.Generator().manual_seed(0)
-    cands = _decode_batch(model, prompts, rows, views, params, gen)
+    cands = decode_batch(model, prompts, rows, views, params, gen)
     assert max(c.n_tokens for c in cands) >= 10
     for p, r, v, c in zip(prompts, rows, views, cands, strict=True):
         toks = c.tokens + ([EOS] if c.finished else [])
@@ -215,9 +215,9 @@ def test_dropping_finished_rows_changes_no_answer(monkeypatch, positions):
     calls = []
     select = KVCache.select
     monkeypatch.setattr(KVCache, "select", lambda self, r: (calls.append(len(r)), select(self, r)))
-    compacted = _decode_batch(model, prompts, rows, views, params, torch.Generator())
+    compacted = decode_batch(model, prompts, rows, views, params, torch.Generator())
     monkeypatch.setattr(taskpredict, "COMPACT_AT", 2.0)  # never compact
-    full = _decode_batch(model, prompts, rows, views, params, torch.Generator())
+    full = decode_batch(model, prompts, rows, views, params, torch.Generator())
     assert calls and len({c.n_tokens for c in full}) > 1  # rows did leave, at different lengths
     for a, b in zip(compacted, full, strict=True):
         assert (a.tokens, a.n_tokens, a.finished) == (b.tokens, b.n_tokens, b.finished)
@@ -228,7 +228,7 @@ def test_constrained_decoding_writes_grids_only():
     """Even a random model sampled hot writes only well-formed grids (or runs out of tokens)."""
     model = tiny(num_tasks=1, seed=2)
     params = SamplingSettings(mode="sample", temperature=3.0, max_new_tokens=120)
-    cands = _decode_batch(
+    cands = decode_batch(
         model, [encode_pair(INP)] * 6, [0] * 6, [0] * 6, params, torch.Generator().manual_seed(3)
     )
     assert any(c.finished for c in cands)
@@ -236,7 +236,7 @@ def test_constrained_decoding_writes_grids_only():
         assert set(c.tokens) <= set(range(11))  # digits and newline; eos only at the end
         assert (decode_grid(c.tokens) is not None) == c.finished
     free = SamplingSettings(mode="sample", temperature=3.0, max_new_tokens=120, constrained=False)
-    wild = _decode_batch(
+    wild = decode_batch(
         model, [encode_pair(INP)] * 6, [0] * 6, [0] * 6, free, torch.Generator().manual_seed(3)
     )
     assert any(not set(c.tokens) <= set(range(11)) for c in wild)  # the constraint is what did it

@@ -13,9 +13,10 @@ from test_taskmodel import one_thread  # noqa: F401  (the fixture applies here t
 
 from arcsub.cli import main
 from arcsub.core.data import load_tasks, read_json
+from arcsub.core.runs import pick_dry_run_tasks
 from arcsub.core.submission import load_submission
-from arcsub.kaggle import notebook as kaggle
-from arcsub.lm.pipeline import pick_dry_run_tasks
+from arcsub.kaggle import notebook
+from arcsub.kaggle import paths as kpaths
 from arcsub.taskmodel.pipeline import load_pipeline_config, run_pipeline
 
 CPU = Path(__file__).resolve().parent.parent / "configs" / "task-dry-run-cpu.yaml"
@@ -75,7 +76,7 @@ def test_kaggle_notebook_runs_the_task_pipeline_without_a_model_dataset(kaggle_e
     monkeypatch.setenv("ARCSUB_PIPELINE", "arcsub.taskmodel.pipeline:run_pipeline")
     monkeypatch.setenv("ARCSUB_CONFIG", str(CPU))
     monkeypatch.setenv("ARCSUB_TIME_LIMIT", "40")  # ~25 s of training fitted to the budget, then prediction
-    summary = kaggle.main(["predict.views=2", "train.seq_len=512"])
+    summary = notebook.main(["predict.views=2", "train.seq_len=512"])
     assert "error" not in summary and summary["predicted"] == 2
     plan = read_json(kaggle_env / "working" / "task-model" / "plan.json")
     assert plan["steps"] > 40  # the schedule was fitted to the budget's training share
@@ -135,20 +136,20 @@ def test_kaggle_notebook_continues_a_task_model_shipped_in_the_model_dataset(
     replaces the preset; an attached in-context model does not (the preset is trained from scratch)."""
     from arcsub.taskmodel.model import load_task_model
 
-    paths = kaggle.kaggle_paths({"ARCSUB_KAGGLE_ROOT": str(kaggle_env)})
-    assert not kaggle._shipped_task_model(paths)  # nothing attached
+    paths = kpaths.kaggle_paths({"ARCSUB_KAGGLE_ROOT": str(kaggle_env)})
+    assert not notebook.shipped_task_model(paths)  # nothing attached
     ds = _model_dataset(tiny_model, kaggle_env / "input" / "arcsub-model")
-    assert not kaggle._shipped_task_model(paths)  # an in-context model
+    assert not notebook.shipped_task_model(paths)  # an in-context model
     shutil.rmtree(ds)
     _model_dataset(_pretrained_task_model(arc1_train, tmp_path), kaggle_env / "input" / "arcsub-model")
-    assert kaggle._shipped_task_model(paths)
+    assert notebook.shipped_task_model(paths)
 
     ids = sorted(arc1_eval)[:2]
     _eval_challenges(kaggle_env, "arc-prize-2024", ids, arc1_eval)
     monkeypatch.setenv("ARCSUB_PIPELINE", "arcsub.taskmodel.pipeline:run_pipeline")
     monkeypatch.setenv("ARCSUB_CONFIG", str(CPU))
     monkeypatch.setenv("ARCSUB_TIME_LIMIT", "40")
-    summary = kaggle.main(["predict.views=2", "train.seq_len=512"])
+    summary = notebook.main(["predict.views=2", "train.seq_len=512"])
     assert "error" not in summary and summary["predicted"] == 2
     run = kaggle_env / "working" / "task-model"
     assert read_json(run / "config.json")["mode"] == "ttt"

@@ -10,10 +10,10 @@ from test_taskmodel import one_thread, tiny  # noqa: F401  (the fixture applies 
 from test_tasktrain import TINY, smallest, write_subset
 
 from arcsub.core.augment import Augmentation
+from arcsub.core.candidates import Candidate
 from arcsub.core.data import Pair, grids_equal, load_tasks
 from arcsub.core.metrics import load_predictions
 from arcsub.core.submission import load_submission
-from arcsub.lm.infer.base import Candidate
 from arcsub.taskmodel import predict as taskpredict
 from arcsub.taskmodel.data import TaskIndex, free_colours, grid_tokens
 from arcsub.taskmodel.predict import TaskPredictConfig, predict_tasks, task_views
@@ -46,7 +46,7 @@ def test_answers_are_reverted_and_voted_and_input_copies_left_out(arc1_eval, mon
     tasks = {t: arc1_eval[t] for t in ids}
     cfg = TaskPredictConfig(views=9, selection="vote")
     index = TaskIndex(ids)
-    jobs = [j for t in tasks.values() for j in taskpredict._jobs(t, index.row(t.id), cfg)]
+    jobs = [j for t in tasks.values() for j in taskpredict.view_jobs(t, index.row(t.id), cfg)]
 
     def fake_decode(model, prompts, rows, views, params, progress=False):
         assert len(prompts) == len(jobs)

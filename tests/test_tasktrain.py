@@ -12,10 +12,9 @@ import pytest
 import torch
 from test_taskmodel import one_thread  # noqa: F401  (the fixture applies here too)
 
+from arcsub.core.candidates import SamplingSettings
 from arcsub.core.config import load_config
 from arcsub.core.data import ArcDataError, Task, grid_to_list, grids_equal
-from arcsub.lm.infer.base import SamplingSettings
-from arcsub.lm.train import optimizer_step
 from arcsub.taskmodel.data import (
     IGNORE,
     SEP,
@@ -29,6 +28,7 @@ from arcsub.taskmodel.data import (
 from arcsub.taskmodel.model import load_task_model
 from arcsub.taskmodel.predict import decode
 from arcsub.taskmodel.train import TaskTrainConfig, check_config, train
+from arcsub.training.runtime import optimizer_step
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "task-tiny-cpu.yaml"
 

@@ -27,7 +27,7 @@ import kaggle_push  # noqa: E402
 
 from arcsub.core.data import load_tasks, read_json  # noqa: E402
 from arcsub.core.submission import load_submission  # noqa: E402
-from arcsub.kaggle.notebook import sha256_file  # noqa: E402
+from arcsub.kaggle.datasets import sha256_file  # noqa: E402
 
 
 def _have(*mods: str) -> bool:
@@ -59,7 +59,8 @@ def assert_one_line_error(rc, err, prog, *words):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from arcsub.lm.models import build_model, save_model
+    from arcsub.core.modeldir import save_model
+    from arcsub.lm.models import build_model
 
     d = tmp_path_factory.mktemp("models") / "tiny-model"
     net, tok = build_model("tiny", max_len=2048)
@@ -153,7 +154,11 @@ def test_build_own_wheel_idempotent(tmp_path, capsys, no_kaggle_creds):
     wheels = sorted(out.glob("*.whl"))
     assert [w.name for w in wheels] == ["arcsub-0.1.0-py3-none-any.whl"]
     names = zipfile.ZipFile(wheels[0]).namelist()
-    assert "arcsub/kaggle.py" in names and not any(n.startswith(("tests/", "tools/")) for n in names)
+    assert (
+        "arcsub/kaggle/notebook.py" in names
+        and "arcsub/core/data.py" in names
+        and not any(n.startswith(("tests/", "tools/")) for n in names)
+    )
     manifest = read_json(out / "arcsub-wheels.json")
     assert manifest["kind"] == "arcsub-wheels" and manifest["python"] == "3.11"
     assert set(manifest["wheels"]) == {wheels[0].name}
@@ -296,7 +301,7 @@ def test_kernel_variants(tmp_path, competition, shape, capsys, no_kaggle_creds):
 
         nbformat.validate(nbformat.from_dict(nb))
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
-    assert code[-1] == "from arcsub.kaggle.notebook import main\n\nmain()"  # no logic in the notebook
+    assert code[-1] == "from arcsub.kaggle import main\n\nmain()"  # no logic in the notebook
     assert "--no-index" in code[0] and '"arcsub[vllm]"' in code[0] and f'"{competition}"' in code[0]
     assert "{{" not in json.dumps(nb)
     rc, text, _ = run_tool(
@@ -471,7 +476,7 @@ def test_push_with_the_real_client_against_a_local_standin(tmp_path, tiny_model,
     assert kernel["slug"] == "alice/arcsub-submission-2024" and kernel["enableGpu"] is True
     assert kernel["enableInternet"] is False and kernel["competitionDataSources"] == ["arc-prize-2024"]
     assert kernel["datasetDataSources"] == ["alice/arcsub-wheels", "alice/arcsub-model"]
-    assert "from arcsub.kaggle.notebook import main" in kernel["_text"]
+    assert "from arcsub.kaggle import main" in kernel["_text"]
 
 
 def test_standin_refuses_without_isolation(tmp_path, capsys):

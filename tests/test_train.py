@@ -16,7 +16,8 @@ from arcsub.core.data import ArcDataError, dataset_files
 from arcsub.core.encode import Codec, build_compact_tokenizer, build_example
 from arcsub.lm.batches import DataSettings, TaskPool, make_batch, pack
 from arcsub.lm.models import LoraSettings, build_model, load_model
-from arcsub.lm.train import OptimSettings, TrainConfig, lr_at, packed_logits, run_name, train
+from arcsub.lm.train import TrainConfig, packed_logits, run_name, train
+from arcsub.training.runtime import OptimSettings, lr_at
 
 
 def _cfg(tmp, **kw) -> TrainConfig:

@@ -9,7 +9,8 @@ import pytest
 
 from arcsub.core.augment import leave_one_out
 from arcsub.core.data import dataset_files
-from arcsub.lm.models import build_model, save_model
+from arcsub.core.modeldir import save_model
+from arcsub.lm.models import build_model
 from arcsub.lm.predict import PredictConfig, find_adapters, predict
 from arcsub.lm.ttft import TTFTConfig, loo_tasks, run_ttft
 

@@ -38,7 +38,7 @@ from kaggle_common import (
 
 import arcsub
 from arcsub.core.data import data_dir
-from arcsub.kaggle.notebook import DATA_KIND
+from arcsub.kaggle.datasets import DATA_KIND
 
 PROG = "build_data_dataset"
 README = "README.md"

@@ -37,7 +37,7 @@ from kaggle_common import (
     write_json_if_changed,
 )
 
-from arcsub.kaggle.notebook import COMPETITIONS, PIPELINES
+from arcsub.kaggle.competitions import COMPETITIONS, PIPELINES
 
 PROG = "build_kernel"
 SOURCE = REPO / "kernels" / "arcsub_submission.py"

@@ -43,7 +43,7 @@ from kaggle_common import (
 
 import arcsub
 from arcsub.core.data import ArcDataError
-from arcsub.kaggle.notebook import MODEL_KIND, MODEL_MANIFEST
+from arcsub.kaggle.datasets import MODEL_KIND, MODEL_MANIFEST
 
 PROG = "build_model_dataset"
 LEFTOVERS = (
@@ -113,7 +113,7 @@ def build(
     adapters: Path | None = None,
     config: Path | None = None,
 ) -> dict[str, Any]:
-    from arcsub.lm.models import check_model_dir
+    from arcsub.core.modeldir import check_model_dir
 
     try:
         check_model_dir(model_dir)

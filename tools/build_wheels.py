@@ -48,7 +48,7 @@ from kaggle_common import (
     write_json_if_changed,
 )
 
-from arcsub.kaggle.notebook import WHEELS_KIND, WHEELS_MANIFEST
+from arcsub.kaggle.datasets import WHEELS_KIND, WHEELS_MANIFEST
 
 try:
     from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename

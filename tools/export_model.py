@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from arcsub.core.data import ArcDataError
-from arcsub.lm.models import load_model, read_model_info, save_model
+from arcsub.core.modeldir import read_model_info, save_model
+from arcsub.lm.models import load_model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -230,7 +230,7 @@ def tree_files(root: Path) -> list[Path]:
 
 def copy_if_changed(src: Path, dest: Path, digest: str) -> bool:
     """Copy unless `dest` already has this content; True when copied."""
-    from arcsub.kaggle.notebook import sha256_file
+    from arcsub.kaggle.datasets import sha256_file
 
     if dest.is_file() and dest.stat().st_size == src.stat().st_size and sha256_file(dest) == digest:
         return False
@@ -247,7 +247,7 @@ def sync_files(
     """Make `out` hold exactly `plan` ({name in out: source file}) plus the `keep` names: copy what changed,
     remove what is no longer planned. Returns (files {name: size, sha256}, copied names, removed names), so an
     unchanged source gives an unchanged folder (and the kaggle CLI uploads nothing new)."""
-    from arcsub.kaggle.notebook import sha256_file
+    from arcsub.kaggle.datasets import sha256_file
 
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, dict[str, Any]] = {}
@@ -272,7 +272,7 @@ def sync_files(
 def write_manifest(out: Path, manifest: dict[str, Any], meta: dict[str, Any]) -> bool:
     """Write a dataset's manifest.json and dataset-metadata.json, then check the folder as the kaggle CLI and the
     notebook will read it (metadata valid, every listed file there with its size and sha256). True if changed."""
-    from arcsub.kaggle.notebook import MODEL_MANIFEST, verify_dataset_files
+    from arcsub.kaggle.datasets import MODEL_MANIFEST, verify_dataset_files
 
     changed = write_json_if_changed(out / MODEL_MANIFEST, manifest)
     changed |= write_json_if_changed(out / DATASET_METADATA, meta)
@@ -296,7 +296,7 @@ def publish_dataset(
     """The end of every file dataset builder: `out` synced to `plan`, then `manifest` (with each file's size and
     sha256 added as "files") and the metadata written and checked. Returns out, files, copied, removed, changed
     and the manifest."""
-    from arcsub.kaggle.notebook import MODEL_MANIFEST
+    from arcsub.kaggle.datasets import MODEL_MANIFEST
 
     files, copied, removed = sync_files(plan, out, {MODEL_MANIFEST, DATASET_METADATA})
     manifest = {**manifest, "files": dict(sorted(files.items()))}

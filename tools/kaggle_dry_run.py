@@ -42,7 +42,7 @@ import build_wheels
 from kaggle_common import OUT, ToolError, parser, rel, run_tool
 
 from arcsub.core.data import ArcDataError, dataset_files, load_tasks, read_json, write_json_atomic
-from arcsub.kaggle.notebook import CHALLENGES_FILE, COMPETITIONS, SUBMISSION_FILE
+from arcsub.kaggle.competitions import CHALLENGES_FILE, COMPETITIONS, SUBMISSION_FILE
 
 PROG = "kaggle_dry_run"
 USER = "dry-run"
@@ -84,7 +84,7 @@ def probe_network(host: str = "pypi.org", port: int = 443, timeout: float = 3.0)
 
 def pick_tasks(challenges: Path, n: int) -> list[str]:
     try:
-        from arcsub.lm.pipeline import pick_dry_run_tasks
+        from arcsub.core.runs import pick_dry_run_tasks
 
         return pick_dry_run_tasks(challenges, n)
     except ImportError:
@@ -93,7 +93,7 @@ def pick_tasks(challenges: Path, n: int) -> list[str]:
 
 def default_model(out: Path) -> tuple[Path, str]:
     """(model dir, note): the embedded default, else a random tiny model made here."""
-    from arcsub.lm.models import check_model_dir
+    from arcsub.core.modeldir import check_model_dir
 
     try:
         from arcsub.lm.pipeline import default_model_dir
@@ -105,7 +105,8 @@ def default_model(out: Path) -> tuple[Path, str]:
         reason = str(e)
     tiny = out / "tiny-model"
     if not (tiny / "config.json").is_file():
-        from arcsub.lm.models import build_model, save_model
+        from arcsub.core.modeldir import save_model
+        from arcsub.lm.models import build_model
 
         net, tok = build_model("tiny", max_len=4096)
         save_model(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from arcsub.cli.app import Command, add_config_arguments, register
+from arcsub.cli.app import Command, register
+from arcsub.core.config import add_config_arguments
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ Unknown keys and values of the wrong type are errors (one line), never silently 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -161,3 +162,21 @@ def settings_hash(cfg: Any, n: int = 8) -> str:
     d = cfg if isinstance(cfg, dict) else to_dict(cfg)
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """--config FILE plus key=value overrides, which may also follow the options."""
+    p.add_argument("--config", metavar="FILE", help="YAML/JSON config (defaults otherwise)")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=200 lora.r=16"
+    )
+    parse = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        ns, extra = parse(args, namespace)
+        trailing = [a for a in extra if "=" in a and not a.startswith("-")]
+        if trailing:
+            ns.overrides = [*(getattr(ns, "overrides", None) or []), *trailing]
+        return ns, [a for a in extra if a not in trailing]
+
+    p.parse_known_args = parse_known_args  # type: ignore[method-assign]

@@ -201,8 +201,3 @@ class StepBatches(torch.utils.data.IterableDataset):
         rows, seq_len, max_len, fmt = self.shape
         for step in range(self.start + wid, self.end, nw):
             yield make_batch(pool, codec, seed, step, self.rank, rows, seq_len, max_len, fmt)
-
-
-def keep_batch(batch: Batch) -> Batch:
-    """DataLoader collate for ready-made batches (batch_size=None): pass through unchanged."""
-    return batch

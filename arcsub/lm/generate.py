@@ -39,7 +39,7 @@ def sample_inputs(
     task: Task, engine, codec: Codec, fmt_name: str, n: int, max_len: int, seed: int
 ) -> list[Grid | None]:
     """n sampled new inputs (None where the sample is not a valid grid)."""
-    from arcsub.lm.infer.base import SamplingSettings
+    from arcsub.core.candidates import SamplingSettings
 
     fmt = FORMATS[fmt_name]
     ex = build_example(inputs_task(task), codec, fmt, 0, "input-from-inputs", max_len, with_answer=False)

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from arcsub.core.data import ArcDataError, write_json_atomic
+from arcsub.core.data import ArcDataError
 from arcsub.core.encode import FORMATS, build_compact_tokenizer, is_compact
+from arcsub.core.modeldir import check_model_dir, read_model_info
 
 # Shapes for models trained from scratch on the compact vocabulary. vocab_size is padded to 32 for
 # tensor-core friendly embedding shapes; the tokenizer uses the first 19 ids.
@@ -111,24 +112,6 @@ def build_model(preset: str, max_len: int = 8192, seed: int = 0, attn: str = "sd
     cfg._attn_implementation = attn
     model = AutoModelForCausalLM.from_config(cfg, attn_implementation=attn)
     return model, build_compact_tokenizer()
-
-
-def check_model_dir(path: str | Path) -> Path:
-    """Fail with one clear line unless `path` is a model directory with a config and weights."""
-    p = Path(path)
-    if not p.is_dir():
-        raise ArcDataError(f"{p}: model directory not found")
-    if not (p / "config.json").exists():
-        raise ArcDataError(f"{p}: not a model directory (no config.json)")
-    weights = list(p.glob("*.safetensors")) + list(p.glob("pytorch_model*.bin"))
-    if not weights:
-        raise ArcDataError(f"{p}: model directory has no weights (*.safetensors or pytorch_model*.bin)")
-    return p
-
-
-def read_model_info(path: str | Path) -> dict[str, Any]:
-    f = Path(path) / "arcsub.json"
-    return json.loads(f.read_text()) if f.exists() else {}
 
 
 def prompt_format_name(path: str | Path, tokenizer) -> str:
@@ -429,17 +412,3 @@ def apply_lora(model, lora: LoraSettings):
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, cfg)
-
-
-def save_model(model, tokenizer, path: str | Path, info: dict[str, Any]) -> Path:
-    """Save weights (safetensors) + tokenizer + arcsub.json; a LoRA model saves its adapter only."""
-    p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(p), safe_serialization=True)
-    tokenizer.save_pretrained(str(p))
-    write_json_atomic(p / "arcsub.json", info, indent=2)
-    return p
-
-
-def count_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -8,7 +8,6 @@ file and the parent merges them into submission.json, so a crash, an OOM or the 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -17,8 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from arcsub.core.config import load_config
-from arcsub.core.data import ArcDataError, Task, load_tasks, read_json, repo_root, write_json_atomic
-from arcsub.core.submission import build_submission, write_submission
+from arcsub.core.data import load_tasks, read_json, repo_root, write_json_atomic
+from arcsub.core.device import gpu_count
+from arcsub.core.runs import (
+    WorkerResults,
+    finish_run,
+    hide_test_outputs,
+    merge_attempts,
+    run_workers,
+    start_run,
+)
 
 log = logging.getLogger("arcsub.lm.pipeline")
 
@@ -60,40 +67,12 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> Pipel
     return load_config(PipelineConfig, path, overrides)
 
 
-def gpu_count() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-@dataclass
-class WorkerResults:
-    """One worker's attempts.<rank>.json and predictions.<rank>.json: read back when a run resumes, rewritten
-    (atomically, attempts last: they mark tasks done) whenever tasks finish; merge_attempts joins the workers."""
-
-    attempts_file: Path
-    preds_file: Path
-    attempts: dict[str, Any]
-    predictions: dict[str, Any]
-
-    @classmethod
-    def load(cls, out: Path, rank: int) -> WorkerResults:
-        a, p = out / f"attempts.{rank}.json", out / f"predictions.{rank}.json"
-        return cls(a, p, read_json(a) if a.exists() else {}, read_json(p) if p.exists() else {})
-
-    def add(self, predictions: dict[str, Any], attempts: dict[str, Any]) -> None:
-        self.predictions.update(predictions)
-        self.attempts.update(attempts)
-        write_json_atomic(self.preds_file, self.predictions)
-        write_json_atomic(self.attempts_file, self.attempts)
-
-
 def _run_shard(
     rank: int, ids: list[str], challenges: str, out: str, cfg: PipelineConfig, deadline: float
 ) -> None:
     """One worker: TTFT + predict chunk by chunk; attempts and predictions saved after every chunk."""
     from arcsub.lm.predict import open_engine, predict
-    from arcsub.lm.ttft import _Fitter, run_ttft
+    from arcsub.lm.ttft import LoraFitter, run_ttft
 
     if gpu_count() > 1:
         import torch
@@ -109,7 +88,7 @@ def _run_shard(
     todo = [t for t in ids if t not in results.attempts]
     if not todo:  # a rerun after everything finished: load nothing
         return
-    fitter = _Fitter(model, cfg.ttft, _device(rank)) if cfg.ttft_enabled else None
+    fitter = LoraFitter(model, cfg.ttft, _device(rank)) if cfg.ttft_enabled else None
     engine, _, _ = open_engine(model, cfg.predict, use_adapters=cfg.ttft_enabled)
     for start in range(0, len(todo), cfg.chunk):
         chunk = {t: hide_test_outputs(tasks[t]) for t in todo[start : start + cfg.chunk]}
@@ -141,37 +120,6 @@ def _device(rank: int) -> str:
     return f"cuda:{rank}" if gpu_count() else "cpu"
 
 
-def hide_test_outputs(task: Task) -> Task:
-    """The task as a competitor sees it: test outputs removed (they must never reach TTFT or the model)."""
-    return Task(task.id, task.train, [dataclasses.replace(p, output=None) for p in task.test], task.meta)
-
-
-def merge_attempts(out: Path, tasks: dict[str, Task]) -> dict:
-    """Merge every worker's attempts into one valid submission and write it atomically."""
-    attempts: dict[str, Any] = {}
-    for f in sorted(out.glob("attempts.*.json")):
-        attempts.update(read_json(f))
-    sub = build_submission(tasks, attempts)
-    write_submission(out / "submission.json", sub)
-    return attempts
-
-
-def start_run(
-    challenges: str | Path, out_dir: str | Path, task_ids: list[str] | None
-) -> tuple[Path, dict[str, Task]]:
-    """The output folder and the run's tasks (all of the file, or the given ids in that order), with the
-    baseline submission (or what an earlier, interrupted run finished) written before any model work."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tasks = load_tasks(challenges)
-    missing = [t for t in task_ids or [] if t not in tasks]
-    if missing:
-        raise ArcDataError(f"{challenges}: task {missing[0]}: not found")
-    tasks = tasks if task_ids is None else {t: tasks[t] for t in task_ids}
-    merge_attempts(out, tasks)
-    return out, tasks
-
-
 def run_pipeline(
     challenges: str | Path,
     out_dir: str | Path,
@@ -183,7 +131,7 @@ def run_pipeline(
     t_start = time.time()
     out, tasks = start_run(challenges, out_dir, task_ids)
     model = cfg.model or str(default_model_dir())
-    from arcsub.lm.models import check_model_dir
+    from arcsub.core.modeldir import check_model_dir
 
     check_model_dir(model)
     deadline = t_start + cfg.time_budget if cfg.time_budget else float("inf")
@@ -208,87 +156,3 @@ def run_pipeline(
         "stage_seconds": {k: round(v, 1) for k, v in times.items()},
     }
     return finish_run(out, tasks, challenges, solutions, summary, t_start)
-
-
-def finish_run(
-    out: Path,
-    tasks: dict[str, Task],
-    challenges: str | Path,
-    solutions: str | Path | None,
-    summary: dict[str, Any],
-    t_start: float,
-) -> dict[str, Any]:
-    """The end of a competition run (either pipeline): merge the workers' predictions.*.json into
-    predictions.json, score submission.json when solutions are given, render report.html, write summary.json."""
-    predictions: dict[str, Any] = {}
-    for f in sorted(out.glob("predictions.*.json")):
-        predictions.update(read_json(f))
-    write_json_atomic(out / "predictions.json", predictions)
-    summary.update(seconds=round(time.time() - t_start, 1), score=None)
-    from arcsub.core.viz import render_html
-
-    report_tasks = tasks
-    if solutions is not None:
-        from arcsub.core.metrics import METRIC_KEYS, compute_metrics, score_submission
-
-        with_outputs = load_tasks(challenges, solutions)  # the report shows the truth beside the candidates
-        report_tasks = {t: with_outputs[t] for t in tasks}
-        truth = {t: [p.output for p in task.test] for t, task in report_tasks.items()}
-        summary["score"] = score_submission(read_json(out / "submission.json"), truth)["score"]
-        m = compute_metrics(predictions, truth)
-        summary["metrics"] = {k: m[k] for k in (*METRIC_KEYS, "n")}
-    summary["report"] = str(
-        render_html(report_tasks, predictions, out / "report.html", title=f"arcsub run {out.name}")
-    )
-    write_json_atomic(out / "summary.json", summary, indent=2)
-    return summary
-
-
-def run_workers(target, shards: list[list[str]], args: tuple, out: Path, tasks: dict[str, Task]) -> None:
-    """One process per GPU, `target(rank, shard, *args)`, each saving attempts.<rank>.json as it goes; the
-    parent merges them into submission.json while they run."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=target, args=(r, s, *args)) for r, s in enumerate(shards)]
-    for p in procs:
-        p.start()
-    while any(p.is_alive() for p in procs):
-        time.sleep(10)
-        merge_attempts(out, tasks)
-    for p in procs:
-        p.join()
-        if p.exitcode:
-            log.warning(
-                "a worker exited with code %s; its unfinished tasks keep baseline attempts", p.exitcode
-            )
-
-
-def pick_dry_run_tasks(challenges: str | Path, n: int) -> list[str]:
-    """The n tasks with the fewest grid cells: a dry-run on 2 CPUs must finish in minutes."""
-    tasks = load_tasks(challenges)
-
-    def cells(t: Task) -> int:
-        return sum(p.input.size + (p.output.size if p.output is not None else 0) for p in t.train + t.test)
-
-    return sorted(tasks, key=lambda k: (cells(tasks[k]), k))[:n]
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    from arcsub.core.metrics import format_metrics_table
-
-    lines = [
-        f"submission: {summary['submission']} ({summary['predicted']}/{summary['tasks']} tasks predicted, "
-        f"{summary['workers']} worker(s))",
-        "time per stage: "
-        + ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items())
-        + f", total {summary['seconds']:.1f}s",
-        f"report: {summary['report']}",
-    ]
-    if summary.get("metrics"):
-        lines += [format_metrics_table(summary["metrics"]), f"Kaggle score: {summary['score']:.4f}"]
-    return "\n".join(lines)
-
-
-def json_summary(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, indent=2)

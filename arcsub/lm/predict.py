@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from arcsub.core.augment import Augmentation, views
+from arcsub.core.candidates import SamplingSettings, safe_logprob
 from arcsub.core.config import load_config, settings_hash, to_dict
 from arcsub.core.data import (
     ArcDataError,
@@ -43,14 +44,13 @@ from arcsub.core.data import (
     read_json,
     write_json_atomic,
 )
+from arcsub.core.device import default_device, pick_dtype
 from arcsub.core.encode import FORMATS, PROMPTS, Codec, PromptFormat, build_example, parse_answer
+from arcsub.core.runs import Attempts, ModelSpec, Predictions, data_label, model_label, score_run
 from arcsub.core.select import NEEDS_SCORER, SELECTORS, Scorer, select
-from arcsub.lm.infer.base import Engine, SamplingSettings, adapter_ok, safe_logprob
+from arcsub.lm.infer.base import Engine, adapter_ok
 
 log = logging.getLogger("arcsub.lm.predict")
-
-Predictions = dict[str, list[list[dict[str, Any]]]]
-Attempts = dict[str, list[list[list[list[int]] | None]]]
 
 
 @dataclass
@@ -92,28 +92,6 @@ class PredictConfig:
 
 # ------------------------------------------------------------------------------------------- model loading
 
-ModelSpec = str | Path | tuple[Any, Any, str]
-
-
-def _torch_dtype(name: str, device):
-    import torch
-
-    from arcsub.lm.infer.torch_engine import pick_dtype
-
-    return (
-        pick_dtype(device)
-        if name == "auto"
-        else {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
-    )
-
-
-def model_label(model: ModelSpec) -> str:
-    """A short name for output files: the model directory (its run directory for <run>/model)."""
-    if isinstance(model, tuple):
-        return "memory"
-    p = Path(model)
-    return p.parent.name if p.name in ("model", "adapter") and p.parent.name else p.name
-
 
 def open_engine(model: ModelSpec, cfg: PredictConfig, use_adapters: bool = False) -> tuple[Engine, Any, str]:
     """(engine, tokenizer, format name) for a model directory, a preset name (random weights, for smoke
@@ -125,7 +103,8 @@ def open_engine(model: ModelSpec, cfg: PredictConfig, use_adapters: bool = False
             raise ArcDataError("engine vllm needs a model directory, not an in-memory model")
         net, tok, fmt = model
         return _torch_engine(net, tok, cfg), tok, fmt
-    from arcsub.lm.models import PRESETS, build_model, check_model_dir, load_model, load_tokenizer_and_format
+    from arcsub.core.modeldir import check_model_dir
+    from arcsub.lm.models import PRESETS, build_model, load_model, load_tokenizer_and_format
 
     p = Path(model)
     if not p.exists() and str(model) in PRESETS:
@@ -153,13 +132,11 @@ def open_engine(model: ModelSpec, cfg: PredictConfig, use_adapters: bool = False
         )
         return engine, tok, fmt
     device = _device(cfg)
-    net, tok, fmt = load_model(p, dtype=_torch_dtype(cfg.dtype, device), device=device)
+    net, tok, fmt = load_model(p, dtype=pick_dtype(cfg.dtype, device), device=device)
     return _torch_engine(net, tok, cfg), tok, fmt
 
 
 def _device(cfg: PredictConfig):
-    from arcsub.lm.infer.torch_engine import default_device
-
     return default_device() if cfg.device == "auto" else cfg.device
 
 
@@ -168,7 +145,7 @@ def _torch_engine(net, tok, cfg: PredictConfig) -> Engine:
 
     device = _device(cfg)
     return TorchEngine(
-        net, tok, device=device, dtype=_torch_dtype(cfg.dtype, device), batch_tokens=cfg.sampling.batch_tokens
+        net, tok, device=device, dtype=pick_dtype(cfg.dtype, device), batch_tokens=cfg.sampling.batch_tokens
     )
 
 
@@ -387,13 +364,6 @@ class _RunKey:
     adapters: str
 
 
-def data_label(challenges: str | Path) -> str:
-    """'arc-agi-1-evaluation' for .../arc-agi-1/arc-agi_evaluation_challenges.json."""
-    p = Path(challenges)
-    stem = p.stem.replace("arc-agi_", "").replace("_challenges", "")
-    return f"{p.parent.name}-{stem}" if p.parent.name else stem
-
-
 def output_paths(
     out_dir: str | Path,
     model: ModelSpec,
@@ -455,31 +425,12 @@ def run_predict(
     return summary
 
 
-def score_run(
-    tasks: Mapping[str, Task], predictions: Predictions, submission: Mapping[str, Any], solutions: str | Path
-) -> dict[str, Any]:
-    """Kaggle score and candidate metrics of a run against a solutions file (every task must be in it)."""
-    from arcsub.core.data import load_solutions
-    from arcsub.core.metrics import METRIC_KEYS, compute_metrics, score_submission
-
-    truth = load_solutions(solutions)
-    missing = [t for t in tasks if t not in truth]
-    if missing:
-        raise ArcDataError(f"{solutions}: task {missing[0]}: no solution ({len(missing)} task(s) missing)")
-    truth = {t: truth[t] for t in tasks}
-    metrics = compute_metrics(predictions, truth)
-    return {
-        "score": score_submission(submission, truth, solutions)["score"],
-        "metrics": {k: metrics[k] for k in METRIC_KEYS},
-    }
-
-
 # ------------------------------------------------------------------------------------------- command line
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of `arcsub predict` (argparse only: importing this module does not import torch)."""
-    from arcsub.cli.app import add_config_arguments
+    from arcsub.core.config import add_config_arguments
 
     p.add_argument(
         "model", help="model directory (HF format + arcsub.json), or a preset name for a smoke run"

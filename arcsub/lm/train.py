@@ -5,10 +5,7 @@ batches, mixed precision, gradient accumulation, exact resume, DDP under torchru
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import math
-import os
 import shutil
 import sys
 import time
@@ -21,31 +18,26 @@ from tqdm.auto import tqdm
 
 from arcsub.core.config import settings_hash, to_dict
 from arcsub.core.data import ArcDataError, resolve_path, write_json_atomic
+from arcsub.core.device import pick_dtype
 from arcsub.core.encode import Codec
-from arcsub.lm.batches import Batch, DataSettings, StepBatches, TaskPool, keep_batch
-from arcsub.lm.models import (
-    PRESETS,
-    LoraSettings,
-    apply_lora,
-    build_model,
-    count_params,
-    load_model,
-    save_model,
-    shrink_vocab,
+from arcsub.core.modeldir import count_params, save_model
+from arcsub.lm.batches import Batch, DataSettings, StepBatches, TaskPool
+from arcsub.lm.models import PRESETS, LoraSettings, apply_lora, build_model, load_model, shrink_vocab
+from arcsub.training.runtime import (
+    OptimSettings,
+    build_optimizer,
+    checkpoint_or_stop,
+    lr_at,
+    make_scaler,
+    optimizer_step,
+    resume,
+    setup_distributed,
+    step_loader,
+    teardown_distributed,
+    unwrap,
+    weights_saver,
+    wrap_for_training,
 )
-
-
-@dataclass
-class OptimSettings:
-    name: str = "adamw"  # adamw | adamw8bit (bitsandbytes)
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup: int = 100
-    schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay) | constant
-    decay_frac: float = 0.2  # wsd: share of steps spent decaying
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
 
 
 @dataclass
@@ -96,54 +88,6 @@ def run_name(cfg: TrainConfig) -> str:
     return f"{model}__{data}__{mode}-{cfg.steps}st__{settings_hash(keep)}"
 
 
-def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    """bf16 where the GPU has it, fp16 on older GPUs (T4), fp32 on CPU."""
-    if name != "auto":
-        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
-    if device.type != "cuda":
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def lr_at(step: int, o: OptimSettings, total: int) -> float:
-    """Learning-rate multiplier: linear warmup, then cosine / warmup-stable-decay / constant."""
-    if step < o.warmup:
-        return (step + 1) / max(1, o.warmup)
-    if o.schedule == "constant":
-        return 1.0
-    if o.schedule == "wsd":
-        decay_start = int(total * (1 - o.decay_frac))
-        if step < decay_start:
-            return 1.0
-        frac = (step - decay_start) / max(1, total - decay_start)
-        return 1.0 - (1.0 - o.min_lr_ratio) * frac
-    frac = (step - o.warmup) / max(1, total - o.warmup)
-    return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-
-
-def set_lr(opt: torch.optim.Optimizer, lr: float) -> float:
-    """Set every group's learning rate (the schedule is a pure function of the step: nothing to resume)."""
-    for g in opt.param_groups:
-        g["lr"] = lr
-    return lr
-
-
-def build_optimizer(model, o: OptimSettings, device: torch.device) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if o.name == "adamw8bit":
-        try:
-            import bitsandbytes as bnb
-        except ImportError:
-            raise ArcDataError("optim.name=adamw8bit needs bitsandbytes: pip install arcsub[bnb]") from None
-        return bnb.optim.AdamW8bit(groups, lr=o.lr, betas=o.betas)
-    if o.name != "adamw":
-        raise ArcDataError(f"config: unknown optimizer {o.name!r} (adamw | adamw8bit)")
-    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, fused=device.type == "cuda")
-
-
 def packed_logits(model, batch: Batch) -> torch.Tensor:
     """Logits of packed rows; attention stays inside each example (block-diagonal causal mask from the
     restarting position ids). use_cache=False matters: with a cache transformers ignores packing."""
@@ -159,94 +103,6 @@ def token_loss(model, batch: Batch, n_label: int) -> torch.Tensor:
         ignore_index=-100,
         reduction="sum",
     ) / max(1, n_label)
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed() -> Dist:
-    """DDP when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local)
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return Dist(dist.get_rank(), world, local)
-
-
-def teardown_distributed(dist: Dist) -> None:
-    """Wait for every rank (rank 0 may still be saving the model), then leave the process group: a rank that
-    left early made gloo's teardown hang on the slower one."""
-    if dist.world > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-
-
-def make_scaler(dtype: torch.dtype) -> torch.amp.GradScaler | None:
-    """Loss scaling for fp16 (T4 has no bf16); None for bf16 and fp32."""
-    return torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-
-
-def optimizer_step(model, opt, scaler, grad_clip: float, lr: float) -> torch.Tensor:
-    """One update: set the lr, unscale (fp16), clip, step, zero the grads. Returns the gradient norm as a
-    tensor (read it only when logging: no GPU sync per step)."""
-    set_lr(opt, lr)
-    if scaler:
-        scaler.unscale_(opt)
-    params = [p for p in model.parameters() if p.requires_grad]
-    gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip else torch.zeros(())
-    if scaler:
-        scaler.step(opt)
-        scaler.update()
-    else:
-        opt.step()
-    opt.zero_grad(set_to_none=True)
-    return gnorm
-
-
-def budget_spent(budget: float, t0: float, dist: Dist, device: torch.device) -> bool:
-    """Whether the time budget is spent; under DDP all ranks agree (any rank out of time stops every rank at
-    the same step, else the others would hang in the next collective)."""
-    spent = budget > 0 and time.time() - t0 > budget
-    if dist.world > 1 and budget > 0:
-        flag = torch.tensor(int(spent), device=device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        spent = bool(flag)
-    return spent
-
-
-def step_loader(batches, workers: int, device: torch.device) -> torch.utils.data.DataLoader:
-    """The training loop's batches (already whole steps, built by `workers` processes), pinned for CUDA."""
-    return torch.utils.data.DataLoader(
-        batches,
-        batch_size=None,
-        num_workers=workers,
-        collate_fn=keep_batch,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers else None,
-    )
-
-
-def wrap_for_training(model, dist: Dist, device: torch.device, compile_: bool):
-    """The module the loop calls: DDP across ranks when launched by torchrun, then torch.compile if asked."""
-    fwd = model
-    if dist.world > 1:
-        fwd = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.local] if device.type == "cuda" else None
-        )
-    return torch.compile(fwd) if compile_ else fwd
 
 
 def check_backend(cfg: TrainConfig) -> str:
@@ -362,83 +218,6 @@ def _load_base(cfg: TrainConfig, device: torch.device, backend: str = "plain", d
     return (model if quantized else model.to(device)), tok, fmt
 
 
-def _unwrap(model):
-    model = getattr(model, "module", model)  # DDP
-    return getattr(model, "_orig_mod", model)  # torch.compile
-
-
-def save_checkpoint(run: Path, model, tok, fmt: str, opt, step: int, cfg: TrainConfig, scaler) -> None:
-    """Weights, optimizer and step into checkpoint/, swapped in atomically (never a half-written checkpoint)."""
-    tmp, final, old = run / "checkpoint.tmp", run / "checkpoint", run / "checkpoint.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(_unwrap(model), tok, tmp, {"format": fmt, "step": step})
-    torch.save(
-        {
-            "optimizer": opt.state_dict(),
-            "scaler": scaler.state_dict() if scaler else None,
-            "torch_rng": torch.get_rng_state(),
-        },
-        tmp / "trainer_state.pt",
-    )
-    write_json_atomic(tmp / "state.json", {"step": step, "config": to_dict(cfg)}, indent=2)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def checkpoint_or_stop(
-    run: Path,
-    model,
-    tok,
-    fmt: str,
-    opt,
-    step: int,
-    cfg,
-    scaler,
-    dist: Dist,
-    device: torch.device,
-    t0: float,
-    command: str,
-) -> bool:
-    """After a step: save a checkpoint every cfg.save_every steps or when the time budget is spent;
-    returns True when the loop must stop (budget spent before the last step: rerun to resume)."""
-    out_of_time = budget_spent(cfg.time_budget, t0, dist, device)
-    if dist.main and (step % cfg.save_every == 0 or out_of_time) and step < cfg.steps:
-        save_checkpoint(run, model, tok, fmt, opt, step, cfg, scaler)
-    stop = out_of_time and step < cfg.steps
-    if stop and dist.main:
-        print(
-            f"arcsub {command}: time budget spent at step {step}; re-run the same command to resume",
-            flush=True,
-        )
-    return stop
-
-
-def _resume(run: Path, model, opt, scaler, device) -> int:
-    """Load checkpoint/ into model and optimizer; returns the step to continue from (0 if none)."""
-    ck = run / "checkpoint"
-    if not (ck / "state.json").exists():
-        return 0
-    from safetensors.torch import load_file
-
-    inner = _unwrap(model)
-    weights = ck / ("adapter_model.safetensors" if hasattr(inner, "peft_config") else "model.safetensors")
-    state = load_file(str(weights), device=str(device))
-    if hasattr(inner, "peft_config"):
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(inner, state)
-    else:
-        inner.load_state_dict(state, strict=False)
-    extra = torch.load(ck / "trainer_state.pt", map_location=device, weights_only=False)
-    opt.load_state_dict(extra["optimizer"])
-    if scaler and extra.get("scaler"):
-        scaler.load_state_dict(extra["scaler"])
-    torch.set_rng_state(extra["torch_rng"].cpu())
-    return int(json.loads((ck / "state.json").read_text())["step"])
-
-
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns its directory, whose model/ holds the final model."""
     backend = check_backend(cfg)
@@ -456,7 +235,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     pool = TaskPool(cfg.data)
     opt = build_optimizer(model, cfg.optim, device)
     scaler = make_scaler(dtype)
-    start = _resume(run, model, opt, scaler, device)
+    start = resume(run, model, opt, scaler, device)
 
     fwd = wrap_for_training(model, dist, device, cfg.compile)
     ga = cfg.grad_accum
@@ -464,7 +243,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         pool, codec, cfg.seed, start * ga, cfg.steps * ga, dist.rank, cfg.rows, cfg.seq_len, cfg.max_len, fmt
     )
     loader = step_loader(batches, cfg.workers, device)
-    n_params = count_params(_unwrap(model))
+    n_params = count_params(unwrap(model))
     if dist.main:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(
@@ -513,7 +292,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{tps / 1e3:.0f}k")
             window_tokens, window_t = 0, time.time()
-        if checkpoint_or_stop(run, model, tok, fmt, opt, step, cfg, scaler, dist, device, t0, "train"):
+        if checkpoint_or_stop(
+            run, weights_saver(model, tok, fmt, step), opt, step, cfg, scaler, dist, device, t0, "train"
+        ):
             break
     bar.close()
     if dist.main and step >= cfg.steps:
@@ -526,7 +307,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
 def _save_final(run: Path, model, tok, fmt: str, cfg: TrainConfig, n_params: int, seconds: float) -> None:
     """model/ holds a plain HF model (LoRA merged) that every later stage loads; adapter/ the LoRA alone."""
-    inner = _unwrap(model)
+    inner = unwrap(model)
     info = {
         "format": fmt,
         "base": cfg.model,
@@ -556,15 +337,3 @@ def config_from_cli(config: str | None, overrides: list[str]) -> TrainConfig:
     from arcsub.core.config import load_config
 
     return load_config(TrainConfig, config, overrides)
-
-
-__all__ = [
-    "TrainConfig",
-    "OptimSettings",
-    "DataSettings",
-    "LoraSettings",
-    "train",
-    "run_name",
-    "lr_at",
-    "dataclasses",
-]

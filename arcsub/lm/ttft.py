@@ -19,17 +19,18 @@ from tqdm.auto import tqdm
 
 from arcsub.core.augment import leave_one_out
 from arcsub.core.data import ArcDataError, Task, write_json_atomic
+from arcsub.core.device import pick_dtype
 from arcsub.core.encode import Codec
+from arcsub.core.modeldir import save_model
 from arcsub.lm.batches import DataSettings, TaskPool, make_batch
-from arcsub.lm.models import LoraSettings, apply_lora, load_model, save_model
-from arcsub.lm.train import (
+from arcsub.lm.models import LoraSettings, apply_lora, load_model
+from arcsub.lm.train import token_loss
+from arcsub.training.runtime import (
     OptimSettings,
     build_optimizer,
     lr_at,
     make_scaler,
     optimizer_step,
-    pick_dtype,
-    token_loss,
 )
 
 
@@ -68,7 +69,7 @@ def read_manifest(out: Path) -> dict:
     return {"tasks": tasks}
 
 
-class _Fitter:
+class LoraFitter:
     """One base model wrapped once with a LoRA; reset to the initial adapter weights before every task."""
 
     def __init__(self, model_dir: str | Path, cfg: TTFTConfig, device: str | torch.device):
@@ -133,7 +134,7 @@ def run_ttft(
     cfg: TTFTConfig,
     device: str | torch.device | None = None,
     progress: bool = True,
-    fitter: _Fitter | None = None,
+    fitter: LoraFitter | None = None,
     manifest_name: str = "manifest.json",
 ) -> Path:
     """Fit adapters for `tasks` (test outputs are never used) into out_dir; returns out_dir.
@@ -153,7 +154,7 @@ def run_ttft(
     n_workers = cfg.workers or max(1, torch.cuda.device_count())
     if n_workers > 1 and fitter is None and len(todo) > 1:
         return _run_workers(model_dir, {t.id: t for t in todo}, out, cfg, min(n_workers, len(todo)))
-    fitter = fitter or _Fitter(model_dir, cfg, dev)
+    fitter = fitter or LoraFitter(model_dir, cfg, dev)
     fitter.cfg = cfg
     t_start = time.time()
     bar = tqdm(todo, desc="ttft", unit="task", disable=not progress)
@@ -204,7 +205,7 @@ def _run_group(model_dir, tasks: list[Task], out: Path, cfg: TTFTConfig, dev: to
     """One LoRA on all tasks together, merged into a full model at out/model (no adapters needed later)."""
     if (out / "model" / "config.json").exists():
         return out
-    fitter = _Fitter(model_dir, cfg, dev)
+    fitter = LoraFitter(model_dir, cfg, dev)
     stats = fitter.fit(tasks, cfg.steps, cfg.time_budget, cfg.seed)
     merged = fitter.model.merge_and_unload()
     save_model(

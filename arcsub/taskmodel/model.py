@@ -463,7 +463,7 @@ def save_task_model(
 ) -> Path:
     """A model directory: HF weights and config, the compact tokenizer, arcsub.json and task_index.json."""
     from arcsub.core.encode import build_compact_tokenizer
-    from arcsub.lm.models import save_model
+    from arcsub.core.modeldir import save_model
 
     if len(index) != model.config.num_tasks:
         raise ValueError(f"task index has {len(index)} tasks, the model {model.config.num_tasks} rows")
@@ -475,7 +475,7 @@ def save_task_model(
 def load_task_model(
     path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> tuple[ArcTaskForCausalLM, TaskIndex]:
-    from arcsub.lm.models import check_model_dir
+    from arcsub.core.modeldir import check_model_dir
 
     p = check_model_dir(path)
     index = TaskIndex.load(p)

@@ -24,10 +24,10 @@ from typing import Any
 
 from arcsub.core.config import load_config, to_dict
 from arcsub.core.data import ArcDataError, Task, load_tasks, resolve_path, write_json_atomic
-from arcsub.lm.pipeline import (
+from arcsub.core.device import gpu_count
+from arcsub.core.runs import (
     WorkerResults,
     finish_run,
-    gpu_count,
     hide_test_outputs,
     merge_attempts,
     run_workers,
@@ -206,9 +206,9 @@ def predict_shard(
     attempts and predictions after each chunk (the caller merges them into submission.json)."""
     import torch
 
-    from arcsub.lm.train import pick_dtype
+    from arcsub.core.device import pick_dtype
     from arcsub.taskmodel.model import load_task_model
-    from arcsub.taskmodel.predict import _device, predict_tasks
+    from arcsub.taskmodel.predict import predict_device, predict_tasks
 
     if gpu_count() > 1:
         torch.cuda.set_device(rank)
@@ -218,7 +218,7 @@ def predict_shard(
     todo = [t for t in ids if t not in results.attempts]
     if not todo:
         return
-    device = _device(cfg.predict)
+    device = predict_device(cfg.predict)
     model, index = load_task_model(model_dir, device, pick_dtype(cfg.predict.dtype, device))
     for start in range(0, len(todo), cfg.chunk):
         if time.time() > deadline:

@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from arcsub.core.augment import Augmentation
+from arcsub.core.candidates import Candidate, SamplingSettings, length_batches, safe_logprob
 from arcsub.core.config import load_config, settings_hash, to_dict
 from arcsub.core.data import (
     ArcDataError,
@@ -42,11 +43,10 @@ from arcsub.core.data import (
     resolve_path,
     write_json_atomic,
 )
+from arcsub.core.device import pick_dtype
+from arcsub.core.grammar import SYNC_EVERY, GridConstraint, decoding_sdpa_backends
+from arcsub.core.runs import Attempts, Predictions, score_run
 from arcsub.core.select import NEEDS_SCORER, Scorer, select
-from arcsub.lm.infer.base import Candidate, SamplingSettings, length_batches, safe_logprob
-from arcsub.lm.infer.torch_engine import SYNC_EVERY, GridConstraint, decoding_sdpa_backends
-from arcsub.lm.predict import Attempts, Predictions, score_run
-from arcsub.lm.train import pick_dtype
 from arcsub.taskmodel.data import (
     EOS,
     NL,
@@ -116,7 +116,7 @@ def decode(
     batches = length_batches([len(p) for p in prompts], each, params.max_new_tokens, params.batch_tokens)
     for idx in tqdm(batches, desc="decode", unit="batch", disable=not progress, file=sys.stderr):
         rep = [i for i in idx for _ in range(each)]
-        cands = _decode_batch(
+        cands = decode_batch(
             model, [prompts[i] for i in rep], [rows[i] for i in rep], [views[i] for i in rep], params, gen
         )
         for i, c in zip(rep, cands, strict=True):
@@ -134,7 +134,7 @@ def _left_pad(seqs: Sequence[np.ndarray], device) -> tuple[torch.Tensor, torch.T
     return ids.to(device), mask.to(device)
 
 
-def _decode_batch(
+def decode_batch(
     model: ArcTaskForCausalLM,
     prompts: Sequence[np.ndarray],
     rows: Sequence[int],
@@ -242,7 +242,7 @@ def score_answers(
 
 
 @dataclass
-class _Job:
+class ViewJob:
     """One prompt: a view of one test input of one task."""
 
     task_id: str
@@ -258,15 +258,15 @@ def task_views(task: Task, cfg: TaskPredictConfig) -> list[Augmentation]:
     return pair_views(free_colours(task_pairs_for_views(task)), cfg.views, rng, cfg.d8, cfg.colours)
 
 
-def _jobs(task: Task, row: int, cfg: TaskPredictConfig) -> list[_Job]:
+def view_jobs(task: Task, row: int, cfg: TaskPredictConfig) -> list[ViewJob]:
     return [
-        _Job(task.id, i, v, encode_pair(v.apply_grid(p.input)), row)
+        ViewJob(task.id, i, v, encode_pair(v.apply_grid(p.input)), row)
         for v in task_views(task, cfg)
         for i, p in enumerate(task.test)
     ]
 
 
-def _scorer(model: ArcTaskForCausalLM, jobs: Sequence[_Job], cfg: TaskPredictConfig) -> Scorer:
+def poe_scorer(model: ArcTaskForCausalLM, jobs: Sequence[ViewJob], cfg: TaskPredictConfig) -> Scorer:
     """Product of experts: a grid's score is its summed log-probability under the first score_views views."""
     chosen = list(jobs)[: cfg.score_views]
 
@@ -314,7 +314,7 @@ def predict_tasks(
     t0 = time.time()
     model.eval()
     ensure_rows(model, index, list(tasks))
-    jobs = [j for t in tasks.values() for j in _jobs(t, index.row(t.id), cfg)]
+    jobs = [j for t in tasks.values() for j in view_jobs(t, index.row(t.id), cfg)]
     outs = decode(
         model,
         [j.prompt for j in jobs],
@@ -324,7 +324,7 @@ def predict_tasks(
         progress,
     )
     per_output: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    jobs_of: dict[tuple[str, int], list[_Job]] = {}
+    jobs_of: dict[tuple[str, int], list[ViewJob]] = {}
     counts = {"prompts": len(jobs), "candidates": 0, "valid": 0, "generated_tokens": 0}
     for job, cands in zip(jobs, outs, strict=True):
         key = (job.task_id, job.test_index)
@@ -349,7 +349,7 @@ def predict_tasks(
         for i, pair in enumerate(task.test):
             cands = per_output.get((task.id, i), [])
             voters = [c for c in cands if not (cfg.drop_input_copies and grids_equal(c["grid"], pair.input))]
-            scorer = _scorer(model, jobs_of[(task.id, i)], cfg) if cfg.selection in NEEDS_SCORER else None
+            scorer = poe_scorer(model, jobs_of[(task.id, i)], cfg) if cfg.selection in NEEDS_SCORER else None
             top = select(voters, cfg.selection, scorer)
             predictions[task.id].append(cands)
             attempts[task.id].append([None if g is None else grid_to_list(g) for g in top])
@@ -368,14 +368,14 @@ def output_paths(
     cfg: TaskPredictConfig,
     task_ids: Sequence[str] | None = None,
 ) -> dict[str, Path]:
-    from arcsub.lm.predict import data_label, model_label
+    from arcsub.core.runs import data_label, model_label
 
     key = {"config": to_dict(cfg), "model": str(Path(model_dir).resolve()), "tasks": list(task_ids or [])}
     tail = f"{model_label(model_dir)}__{data_label(challenges)}__{settings_hash(key)}.json"
     return {k: Path(out_dir) / f"{k}__{tail}" for k in ("predictions", "submission", "run")}
 
 
-def _device(cfg: TaskPredictConfig) -> torch.device:
+def predict_device(cfg: TaskPredictConfig) -> torch.device:
     if cfg.device != "auto":
         return torch.device(cfg.device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -405,7 +405,7 @@ def run_task_predict(
         if unknown:
             raise ArcDataError(f"{challenges}: task {unknown[0]}: not found")
         tasks = {t: tasks[t] for t in task_ids}
-    device = _device(cfg)
+    device = predict_device(cfg)
     model, index = load_task_model(model_dir, device, pick_dtype(cfg.dtype, device))
     paths = output_paths(out_dir, model_dir, challenges, cfg, task_ids)
     stats: dict[str, Any] = {"device": str(device)}

@@ -31,23 +31,9 @@ from tqdm.auto import tqdm
 
 from arcsub.core.config import load_config, settings_hash, to_dict
 from arcsub.core.data import ArcDataError, write_json_atomic
+from arcsub.core.device import BF16_CAPABILITY, capability, pick_dtype
 from arcsub.core.encode import build_compact_tokenizer
-from arcsub.lm.models import count_params
-from arcsub.lm.train import (
-    OptimSettings,
-    _resume,
-    _unwrap,
-    build_optimizer,
-    checkpoint_or_stop,
-    lr_at,
-    make_scaler,
-    optimizer_step,
-    pick_dtype,
-    setup_distributed,
-    step_loader,
-    teardown_distributed,
-    wrap_for_training,
-)
+from arcsub.core.modeldir import count_params
 from arcsub.taskmodel.data import PairSource, TaskDataSettings, TaskIndex, TaskStepBatches
 from arcsub.taskmodel.model import (
     PRESETS,
@@ -59,11 +45,26 @@ from arcsub.taskmodel.model import (
     save_task_model,
 )
 from arcsub.training.muon import build_muon
+from arcsub.training.runtime import (
+    OptimSettings,
+    build_optimizer,
+    checkpoint_or_stop,
+    lr_at,
+    make_scaler,
+    optimizer_step,
+    resume,
+    setup_distributed,
+    step_loader,
+    teardown_distributed,
+    unwrap,
+    weights_saver,
+    wrap_for_training,
+)
 
 
 @dataclass
 class TaskOptimSettings(OptimSettings):
-    """arcsub.lm.train's optimizer settings with Muon-family options; NorMuon + warmup-stable-decay by default."""
+    """arcsub.training.runtime's optimizer settings with Muon-family options; NorMuon + warmup-stable-decay by default."""
 
     name: str = "normuon"  # adamw | adamw8bit | muon | normuon (Muon for hidden matrices, AdamW for the rest)
     lr: float = 1e-3
@@ -115,7 +116,7 @@ _NOT_IN_NAME = {"workers", "save_every", "log_every", "time_budget", "out_dir", 
 def run_name(cfg: TaskTrainConfig) -> str:
     if cfg.name:
         return cfg.name
-    from arcsub.lm.predict import model_label
+    from arcsub.core.runs import model_label
 
     keep_ = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_NAME}
     model = cfg.model if cfg.model in PRESETS else model_label(cfg.model)
@@ -194,7 +195,8 @@ def pick_attention(attn: str, device: torch.device) -> str:
     (its Triton kernels); elsewhere (T4, CPU) SDPA with dense per-row masks, slower but everywhere."""
     if attn != "auto":
         return attn
-    return "flex" if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0) else "sdpa"
+    cap = capability(device)
+    return "flex" if cap is not None and cap >= BF16_CAPABILITY else "sdpa"
 
 
 DENSE_ROW = 2048  # tokens per row with dense masks; a pair is at most 1863 tokens, so every pair fits
@@ -281,7 +283,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
     tok = build_compact_tokenizer()
     opt = _optimizer(model, cfg.optim, device)
     scaler = make_scaler(dtype)
-    start = _resume(run, model, opt, scaler, device)
+    start = resume(run, model, opt, scaler, device)
     plan = run / "plan.json"  # the fitted step count of a `seconds` run, kept for resuming
     total = json.loads(plan.read_text())["steps"] if plan.exists() else cfg.steps
     calibrate = cfg.seconds > 0 and not plan.exists()
@@ -379,9 +381,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
             window_tokens, window_t, window_step = 0, now, step
         if checkpoint_or_stop(
             run,
-            model,
-            tok,
-            "task",
+            weights_saver(model, tok, "task", step),
             opt,
             step,
             dataclasses.replace(cfg, steps=total),
@@ -401,7 +401,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
             "params": n_params,
             "config": to_dict(cfg),
         }
-        save_task_model(_unwrap(model).float(), index, run / "model", info)
+        save_task_model(unwrap(model).float(), index, run / "model", info)
         shutil.rmtree(run / "checkpoint", ignore_errors=True)
         print(f"arcsub task-train: saved {run / 'model'}", flush=True)
     if log:

@@ -7,7 +7,7 @@ neuron's update is divided by a running RMS of its own past updates, keeping the
 its 44 % model with NorMuon. Embeddings, norms and the output head stay with AdamW, as in every Muon recipe.
 
 Updates are scaled to an RMS of 0.2 (Liu et al., 2025, "Muon is scalable"), the size of a typical AdamW step,
-so one learning rate and one schedule (arcsub.lm.train.lr_at through LambdaLR) serve both kinds of parameters.
+so one learning rate and one schedule (arcsub.training.runtime.lr_at through LambdaLR) serve both kinds of parameters.
 """
 
 from __future__ import annotations
@@ -18,14 +18,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from arcsub.core.device import fast_matmul_dtype
+
 NS_COEFFS = (3.4445, -4.7750, 2.0315)  # quintic iteration tuned to push singular values into ~[0.7, 1.2] fast
 ADAMW_RMS = 0.2
-
-
-def _ns_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
-        return torch.bfloat16
-    return torch.float32
 
 
 def newton_schulz(g: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
@@ -35,7 +31,7 @@ def newton_schulz(g: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.T
     bf16 is emulated or missing). Works on the wide orientation so the Gram matrix X X^T is the small one.
     """
     a, b, c = NS_COEFFS
-    x = g.to(_ns_dtype(g.device))
+    x = g.to(fast_matmul_dtype(g.device))
     tall = x.shape[-2] > x.shape[-1]
     if tall:
         x = x.mT

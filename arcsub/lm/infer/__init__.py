@@ -7,16 +7,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from arcsub.lm.infer.base import Candidate, Engine, SamplingSettings, adapter_ok, resolve_adapters
+from arcsub.core.candidates import Candidate, SamplingSettings
+from arcsub.lm.infer.base import Engine, adapter_ok, resolve_adapters
 
 if TYPE_CHECKING:
-    from arcsub.lm.infer.torch_engine import GridConstraint, TorchEngine
+    from arcsub.core.grammar import GridConstraint
+    from arcsub.lm.infer.torch_engine import TorchEngine
     from arcsub.lm.infer.vllm_engine import VllmEngine
 
 _LAZY = {
     "TorchEngine": "torch_engine",
     "GridConstraint": "torch_engine",
-    "pick_dtype": "torch_engine",
     "VllmEngine": "vllm_engine",
     "choose_engine": "vllm_engine",
 }
@@ -38,7 +39,6 @@ __all__ = [
     "resolve_adapters",
     "TorchEngine",
     "GridConstraint",
-    "pick_dtype",
     "VllmEngine",
     "choose_engine",
 ]

@@ -15,51 +15,21 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from arcsub.core.data import MAX_SIDE
-from arcsub.core.encode import COMPACT_VOCAB, Codec
-from arcsub.lm.infer.base import (
-    AdapterList,
-    Candidate,
-    Engine,
-    SamplingSettings,
-    group_indices,
-    length_batches,
-    resolve_adapters,
-)
+from arcsub.core.candidates import Candidate, SamplingSettings, group_indices, length_batches
+from arcsub.core.device import default_device, pick_dtype
+from arcsub.core.encode import Codec
+from arcsub.core.grammar import SYNC_EVERY, GridConstraint, GridState, decoding_sdpa_backends
+from arcsub.lm.infer.base import AdapterList, Engine, resolve_adapters
 
 log = logging.getLogger("arcsub.lm.infer")
 
-SYNC_EVERY = 8  # decode steps between checks for finished rows (each check waits for the GPU)
 
 # ------------------------------------------------------------------------------------------ device, dtype
-
-
-def dtype_for(
-    device_type: str, capability: tuple[int, int] | None = None, bf16_ok: bool = False
-) -> torch.dtype:
-    """bf16 on CUDA cards that support it (Ampere+), fp16 on older ones (T4: no bf16 tensor cores), fp32 on CPU."""
-    if device_type != "cuda":
-        return torch.float32
-    if capability is not None and capability >= (8, 0) and bf16_ok:
-        return torch.bfloat16
-    return torch.float16
-
-
-def pick_dtype(device: str | torch.device) -> torch.dtype:
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return dtype_for("cuda", torch.cuda.get_device_capability(dev), torch.cuda.is_bf16_supported())
-    return torch.float32
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _cast_params(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
@@ -71,82 +41,6 @@ def _cast_params(model: torch.nn.Module, device: torch.device, dtype: torch.dtyp
 
 
 # ------------------------------------------------------------------------------------------- grid grammar
-
-
-@dataclass
-class GridState:
-    """Per-row state of the grid grammar: cells in the current row, first row's width (0 until it ends),
-    completed rows."""
-
-    row_len: torch.Tensor
-    width: torch.Tensor
-    rows: torch.Tensor
-
-    def select(self, idx: torch.Tensor) -> GridState:
-        return GridState(self.row_len[idx], self.width[idx], self.rows[idx])
-
-
-class GridConstraint:
-    """A vectorised logits mask that only lets the compact tokenizer write well-formed grids.
-
-    Digits, '\\n' and eos only; eos only right after a '\\n' (and not first); no '\\n' first or twice in a
-    row; every row as wide as the first (a '\\n' is forced at that width and forbidden before it); at most
-    30 rows and 30 columns. Every sequence it allows parses as a grid, and every grid's encoding is allowed.
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        digit_ids: Sequence[int],
-        newline_id: int,
-        eos_id: int,
-        device: torch.device | str = "cpu",
-        max_side: int = MAX_SIDE,
-    ):
-        dev = torch.device(device)
-        self.device = dev
-        self.max_side = max_side
-        self.newline_id = newline_id
-        self.eos_id = eos_id
-        self.digit = torch.zeros(vocab_size, dtype=torch.bool, device=dev)
-        self.digit[list(digit_ids)] = True
-        self.newline = torch.zeros(vocab_size, dtype=torch.bool, device=dev)
-        self.newline[newline_id] = True
-        self.eos = torch.zeros(vocab_size, dtype=torch.bool, device=dev)
-        self.eos[eos_id] = True
-
-    @classmethod
-    def for_codec(
-        cls, codec: Codec, vocab_size: int, device: torch.device | str = "cpu"
-    ) -> GridConstraint | None:
-        """The grammar for the compact tokenizer; None for other tokenizers (a grid spans arbitrary tokens)."""
-        if not codec.compact:
-            return None
-        digits = [COMPACT_VOCAB[str(d)] for d in range(10)]
-        return cls(vocab_size, digits, COMPACT_VOCAB["\n"], codec.eos_id, device)
-
-    def start(self, batch: int) -> GridState:
-        z = torch.zeros(batch, dtype=torch.long, device=self.device)
-        return GridState(z, z.clone(), z.clone())
-
-    def allowed(self, s: GridState) -> torch.Tensor:
-        """(batch, vocab) bool: the tokens each row may write next."""
-        limit = torch.where(s.width > 0, s.width, torch.full_like(s.width, self.max_side))
-        digit_ok = (s.rows < self.max_side) & (s.row_len < limit)
-        newline_ok = (s.row_len > 0) & ((s.width == 0) | (s.row_len == s.width))
-        eos_ok = (s.row_len == 0) & (s.rows > 0)
-        return (
-            (self.digit[None] & digit_ok[:, None])
-            | (self.newline[None] & newline_ok[:, None])
-            | (self.eos[None] & eos_ok[:, None])
-        )
-
-    def advance(self, s: GridState, tokens: torch.Tensor) -> GridState:
-        is_digit = self.digit[tokens]
-        is_newline = tokens == self.newline_id
-        width = torch.where(is_newline & (s.width == 0), s.row_len, s.width)
-        row_len = torch.where(is_newline, torch.zeros_like(s.row_len), s.row_len + is_digit.long())
-        return GridState(row_len, width, s.rows + is_newline.long())
 
 
 # ------------------------------------------------------------------------------------------------ KV cache
@@ -234,16 +128,6 @@ def new_cache(config=None, reserve: int = 0) -> DynamicCache:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def decoding_sdpa_backends(device: torch.device) -> contextlib.AbstractContextManager:
-    """On CUDA, keep SDPA off cuDNN: it builds a new cuDNN graph for every new key length, i.e. at every
-    decoded token (measured ~5 ms of CPU per attention call on an H200, 10x the step itself)."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
-
-
 def _crop(cache, length: int) -> None:
     """Cut a DynamicCache back to `length` tokens (negative crop works on every transformers we support)."""
     extra = cache.get_seq_length() - length
@@ -283,7 +167,7 @@ class TorchEngine(Engine):
         max_loaded_adapters: int = 16,
     ):
         self.device = torch.device(device) if device is not None else default_device()
-        self.dtype = dtype or pick_dtype(self.device)
+        self.dtype = dtype or pick_dtype("auto", self.device)
         self.codec = Codec(tokenizer)
         self.batch_tokens = batch_tokens
         self.max_loaded_adapters = max(1, max_loaded_adapters)

@@ -14,15 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from arcsub.core.candidates import Candidate, SamplingSettings, safe_logprob
 from arcsub.core.data import ArcDataError
-from arcsub.lm.infer.base import (
-    AdapterList,
-    Candidate,
-    Engine,
-    SamplingSettings,
-    resolve_adapters,
-    safe_logprob,
-)
+from arcsub.core.device import capability
+from arcsub.lm.infer.base import AdapterList, Engine, resolve_adapters
 
 log = logging.getLogger("arcsub.lm.infer")
 
@@ -44,7 +39,7 @@ def cuda_capability() -> tuple[int, int] | None:
         return None
     if not torch.cuda.is_available():
         return None
-    return tuple(torch.cuda.get_device_capability(0))  # type: ignore[return-value]
+    return capability(0)
 
 
 def choose_engine(

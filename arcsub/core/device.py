@@ -1,0 +1,88 @@
+"""The one place that picks a device and a dtype, for training, prediction, the Newton-Schulz step and the
+Kaggle notebook alike.
+
+Why one picker: `torch.cuda.is_bf16_supported()` answers True on a T4 (compute capability 7.5), where bf16 is
+only emulated, so pickers that trusted it trained in slow bf16 there while the notebook chose fp16. The rule
+here is the hardware's: bf16 needs bf16 tensor cores, compute capability 8.0 (Ampere) or newer.
+
+`ARCSUB_CAPABILITY=7.5` makes every CUDA device report that capability, so the T4 path (fp16 with loss
+scaling, SDPA with dense masks, the torch engine) runs on any newer GPU: the emulated-T4 runs use it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from arcsub.core.data import ArcDataError
+
+if TYPE_CHECKING:
+    import torch
+
+BF16_CAPABILITY = (8, 0)
+CAPABILITY_ENV = "ARCSUB_CAPABILITY"
+DTYPE_NAMES = ("auto", "bf16", "fp16", "fp32")
+
+
+def forced_capability(env: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """The capability ARCSUB_CAPABILITY forces ("7.5" -> (7, 5)), or None when it is unset."""
+    value = (os.environ if env is None else env).get(CAPABILITY_ENV, "").strip()
+    if not value:
+        return None
+    major, dot, minor = value.partition(".")
+    if not (major.isdigit() and (not dot or minor.isdigit())):
+        raise ArcDataError(f"{CAPABILITY_ENV}={value!r}: expected a compute capability such as 7.5 or 8.9")
+    return int(major), int(minor or 0)
+
+
+def capability(device: str | torch.device) -> tuple[int, int] | None:
+    """Compute capability of a CUDA device (ARCSUB_CAPABILITY when set); None for a CPU."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    return forced_capability() or tuple(torch.cuda.get_device_capability(dev))
+
+
+def dtype_name(cap: tuple[int, int] | None) -> str:
+    """'bf16' with bf16 tensor cores, 'fp16' on older GPUs (T4), 'fp32' without a GPU (cap None)."""
+    if cap is None:
+        return "fp32"
+    return "bf16" if cap >= BF16_CAPABILITY else "fp16"
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a name ('bf16', 'fp16', 'fp32'); a one-line error for anything else."""
+    import torch
+
+    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if name not in table:
+        raise ArcDataError(f"config: dtype={name!r} must be one of {list(DTYPE_NAMES)}")
+    return table[name]
+
+
+def pick_dtype(name: str, device: str | torch.device) -> torch.dtype:
+    """`name` as a torch dtype, with 'auto' decided by the device's capability (see the module docstring)."""
+    return torch_dtype(dtype_name(capability(device)) if name == "auto" else name)
+
+
+def fast_matmul_dtype(device: str | torch.device) -> torch.dtype:
+    """bf16 where bf16 tensor cores exist, else fp32: for iterations that tolerate bf16 but gain nothing from
+    fp16 (Newton-Schulz in Muon would overflow in fp16)."""
+    import torch
+
+    return torch.bfloat16 if dtype_name(capability(device)) == "bf16" else torch.float32
+
+
+def default_device() -> torch.device:
+    """The first CUDA device when there is one, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -1,0 +1,201 @@
+"""A competition run, the same for both model families: the output folder with its baseline submission written
+before any model work, workers that save attempts as tasks finish, the merge into one valid submission.json,
+and the end (predictions.json, the score when solutions are given, report.html, summary.json). Also the run
+files and labels that name outputs (Attempts, Predictions, score_run, model_label, data_label).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arcsub.core.data import ArcDataError, Task, load_tasks, read_json, write_json_atomic
+from arcsub.core.submission import build_submission, write_submission
+
+log = logging.getLogger("arcsub.runs")
+
+
+@dataclass
+class WorkerResults:
+    """One worker's attempts.<rank>.json and predictions.<rank>.json: read back when a run resumes, rewritten
+    (atomically, attempts last: they mark tasks done) whenever tasks finish; merge_attempts joins the workers."""
+
+    attempts_file: Path
+    preds_file: Path
+    attempts: dict[str, Any]
+    predictions: dict[str, Any]
+
+    @classmethod
+    def load(cls, out: Path, rank: int) -> WorkerResults:
+        a, p = out / f"attempts.{rank}.json", out / f"predictions.{rank}.json"
+        return cls(a, p, read_json(a) if a.exists() else {}, read_json(p) if p.exists() else {})
+
+    def add(self, predictions: dict[str, Any], attempts: dict[str, Any]) -> None:
+        self.predictions.update(predictions)
+        self.attempts.update(attempts)
+        write_json_atomic(self.preds_file, self.predictions)
+        write_json_atomic(self.attempts_file, self.attempts)
+
+
+def hide_test_outputs(task: Task) -> Task:
+    """The task as a competitor sees it: test outputs removed (they must never reach TTFT or the model)."""
+    return Task(task.id, task.train, [dataclasses.replace(p, output=None) for p in task.test], task.meta)
+
+
+def merge_attempts(out: Path, tasks: dict[str, Task]) -> dict:
+    """Merge every worker's attempts into one valid submission and write it atomically."""
+    attempts: dict[str, Any] = {}
+    for f in sorted(out.glob("attempts.*.json")):
+        attempts.update(read_json(f))
+    sub = build_submission(tasks, attempts)
+    write_submission(out / "submission.json", sub)
+    return attempts
+
+
+def start_run(
+    challenges: str | Path, out_dir: str | Path, task_ids: list[str] | None
+) -> tuple[Path, dict[str, Task]]:
+    """The output folder and the run's tasks (all of the file, or the given ids in that order), with the
+    baseline submission (or what an earlier, interrupted run finished) written before any model work."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = load_tasks(challenges)
+    missing = [t for t in task_ids or [] if t not in tasks]
+    if missing:
+        raise ArcDataError(f"{challenges}: task {missing[0]}: not found")
+    tasks = tasks if task_ids is None else {t: tasks[t] for t in task_ids}
+    merge_attempts(out, tasks)
+    return out, tasks
+
+
+def finish_run(
+    out: Path,
+    tasks: dict[str, Task],
+    challenges: str | Path,
+    solutions: str | Path | None,
+    summary: dict[str, Any],
+    t_start: float,
+) -> dict[str, Any]:
+    """The end of a competition run (either pipeline): merge the workers' predictions.*.json into
+    predictions.json, score submission.json when solutions are given, render report.html, write summary.json."""
+    predictions: dict[str, Any] = {}
+    for f in sorted(out.glob("predictions.*.json")):
+        predictions.update(read_json(f))
+    write_json_atomic(out / "predictions.json", predictions)
+    summary.update(seconds=round(time.time() - t_start, 1), score=None)
+    from arcsub.core.viz import render_html
+
+    report_tasks = tasks
+    if solutions is not None:
+        from arcsub.core.metrics import METRIC_KEYS, compute_metrics, score_submission
+
+        with_outputs = load_tasks(challenges, solutions)  # the report shows the truth beside the candidates
+        report_tasks = {t: with_outputs[t] for t in tasks}
+        truth = {t: [p.output for p in task.test] for t, task in report_tasks.items()}
+        summary["score"] = score_submission(read_json(out / "submission.json"), truth)["score"]
+        m = compute_metrics(predictions, truth)
+        summary["metrics"] = {k: m[k] for k in (*METRIC_KEYS, "n")}
+    summary["report"] = str(
+        render_html(report_tasks, predictions, out / "report.html", title=f"arcsub run {out.name}")
+    )
+    write_json_atomic(out / "summary.json", summary, indent=2)
+    return summary
+
+
+def run_workers(target, shards: list[list[str]], args: tuple, out: Path, tasks: dict[str, Task]) -> None:
+    """One process per GPU, `target(rank, shard, *args)`, each saving attempts.<rank>.json as it goes; the
+    parent merges them into submission.json while they run."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=target, args=(r, s, *args)) for r, s in enumerate(shards)]
+    for p in procs:
+        p.start()
+    while any(p.is_alive() for p in procs):
+        time.sleep(10)
+        merge_attempts(out, tasks)
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            log.warning(
+                "a worker exited with code %s; its unfinished tasks keep baseline attempts", p.exitcode
+            )
+
+
+def pick_dry_run_tasks(challenges: str | Path, n: int) -> list[str]:
+    """The n tasks with the fewest grid cells: a dry-run on 2 CPUs must finish in minutes."""
+    tasks = load_tasks(challenges)
+
+    def cells(t: Task) -> int:
+        return sum(p.input.size + (p.output.size if p.output is not None else 0) for p in t.train + t.test)
+
+    return sorted(tasks, key=lambda k: (cells(tasks[k]), k))[:n]
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    from arcsub.core.metrics import format_metrics_table
+
+    lines = [
+        f"submission: {summary['submission']} ({summary['predicted']}/{summary['tasks']} tasks predicted, "
+        f"{summary['workers']} worker(s))",
+        "time per stage: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items())
+        + f", total {summary['seconds']:.1f}s",
+        f"report: {summary['report']}",
+    ]
+    if summary.get("metrics"):
+        lines += [format_metrics_table(summary["metrics"]), f"Kaggle score: {summary['score']:.4f}"]
+    return "\n".join(lines)
+
+
+def json_summary(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2)
+
+
+Predictions = dict[str, list[list[dict[str, Any]]]]
+
+
+Attempts = dict[str, list[list[list[list[int]] | None]]]
+
+
+ModelSpec = str | Path | tuple[Any, Any, str]
+
+
+def model_label(model: ModelSpec) -> str:
+    """A short name for output files: the model directory (its run directory for <run>/model)."""
+    if isinstance(model, tuple):
+        return "memory"
+    p = Path(model)
+    return p.parent.name if p.name in ("model", "adapter") and p.parent.name else p.name
+
+
+def data_label(challenges: str | Path) -> str:
+    """'arc-agi-1-evaluation' for .../arc-agi-1/arc-agi_evaluation_challenges.json."""
+    p = Path(challenges)
+    stem = p.stem.replace("arc-agi_", "").replace("_challenges", "")
+    return f"{p.parent.name}-{stem}" if p.parent.name else stem
+
+
+def score_run(
+    tasks: Mapping[str, Task], predictions: Predictions, submission: Mapping[str, Any], solutions: str | Path
+) -> dict[str, Any]:
+    """Kaggle score and candidate metrics of a run against a solutions file (every task must be in it)."""
+    from arcsub.core.data import load_solutions
+    from arcsub.core.metrics import METRIC_KEYS, compute_metrics, score_submission
+
+    truth = load_solutions(solutions)
+    missing = [t for t in tasks if t not in truth]
+    if missing:
+        raise ArcDataError(f"{solutions}: task {missing[0]}: no solution ({len(missing)} task(s) missing)")
+    truth = {t: truth[t] for t in tasks}
+    metrics = compute_metrics(predictions, truth)
+    return {
+        "score": score_submission(submission, truth, solutions)["score"],
+        "metrics": {k: metrics[k] for k in METRIC_KEYS},
+    }
