@@ -6,6 +6,7 @@ Unknown keys and values of the wrong type are errors (one line), never silently 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import json
@@ -111,6 +112,32 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+ADDED_LATER = "arcsub_added_later"  # field metadata: left out of settings hashes while at its default
+
+
+def added_field(default: Any = dataclasses.MISSING, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A field added after runs were named from their settings: at its default it stays out of
+    `settings_dict` (and so of settings_hash), so every older config keeps its run name and still matches
+    the run directory it wrote."""
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={ADDED_LATER: True})
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def settings_dict(cfg: Any) -> dict[str, Any]:
+    """`to_dict`, less the `added_field`s that hold their defaults (recursively): what names a run."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get(ADDED_LATER) and value == _field_default(f):
+            continue
+        is_sub = dataclasses.is_dataclass(value) and not isinstance(value, type)
+        out[f.name] = settings_dict(value) if is_sub else copy.deepcopy(value)
+    return out
+
+
 def apply_override(cfg: T, item: str) -> T:
     """Apply one `a.b=value` override (value parsed as YAML) to a dataclass, returning a new one."""
     if "=" not in item:
@@ -159,7 +186,7 @@ def load_config(
 
 def settings_hash(cfg: Any, n: int = 8) -> str:
     """A short stable hash of a config (dataclass or mapping), for run names that never collide."""
-    d = cfg if isinstance(cfg, dict) else to_dict(cfg)
+    d = cfg if isinstance(cfg, dict) else settings_dict(cfg)
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:n]
 

@@ -6,9 +6,13 @@ the problem, so the CLI can print it and exit 2 instead of a traceback.
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import json
+import lzma
 import os
 import tempfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,22 +40,31 @@ def _where(path: str | os.PathLike | None, task_id: str | None = None, part: str
 
 
 def to_grid(obj: Any, where: str = "<grid>") -> Grid:
-    """Validate a nested list (or array) as an ARC grid and return it as a uint8 array."""
+    """Validate a nested list (or array) as an ARC grid and return it as a uint8 array.
+
+    Checks run over whole rows in C where they can (set(map(...))): generated sets hold ~250k grids."""
     if isinstance(obj, np.ndarray):
         rows = obj.tolist() if obj.ndim == 2 else None
     else:
         rows = obj
     if not isinstance(rows, list) or not rows:
         raise ArcDataError(f"{where}: a grid must be a non-empty list of rows")
-    if not all(isinstance(r, list) for r in rows):
+    if set(map(type, rows)) != {list} and not all(isinstance(r, list) for r in rows):
         raise ArcDataError(f"{where}: every row of a grid must be a list")
     width = len(rows[0])
     if width == 0:
         raise ArcDataError(f"{where}: empty row")
-    if any(len(r) != width for r in rows):
+    if set(map(len, rows)) != {width}:
         raise ArcDataError(f"{where}: ragged grid (rows of different lengths)")
     if len(rows) > MAX_SIDE or width > MAX_SIDE:
         raise ArcDataError(f"{where}: grid is {len(rows)}x{width}, larger than {MAX_SIDE}x{MAX_SIDE}")
+    if set(map(type, itertools.chain.from_iterable(rows))) == {int}:  # bool is not int here: refused below
+        try:
+            grid = np.asarray(rows, dtype=np.uint8)
+        except OverflowError:  # negative or > 255: the cell loop names it
+            grid = None
+        if grid is not None and grid.max() < NUM_COLOURS:
+            return grid
     for r in rows:
         for v in r:
             if isinstance(v, bool) or not isinstance(v, int | np.integer):
@@ -117,20 +130,42 @@ class Task:
         return {"train": train, "test": test}
 
 
+COMPRESSED = {".xz": lzma.open, ".gz": gzip.open}  # suffix -> opener; big generated sets ship compressed
+
+
+JSON_SUFFIXES = (".json", *(f".json{s}" for s in COMPRESSED))
+
+
+def is_json_file(path: str | os.PathLike) -> bool:
+    return Path(path).name.endswith(JSON_SUFFIXES)
+
+
+def json_stem(path: str | os.PathLike) -> str:
+    """A JSON file's name without `.json` and a compression suffix: a.json.xz -> a (task ids, sibling names)."""
+    name = Path(path).name
+    for suffix in COMPRESSED:
+        name = name.removesuffix(suffix)
+    return name.removesuffix(".json")
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; a missing file or malformed JSON becomes one ArcDataError line."""
+    """Read a JSON file, xz- or gzip-compressed by suffix; a missing, corrupt or malformed file becomes one
+    ArcDataError line."""
     p = Path(path)
     if not p.exists():
         raise ArcDataError(f"{p}: file not found")
     if p.is_dir():
         raise ArcDataError(f"{p}: is a directory, expected a JSON file")
+    opener = COMPRESSED.get(p.suffix, open)
     try:
-        with open(p, encoding="utf-8") as f:
+        with opener(p, "rt", encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ArcDataError(f"{p}: malformed JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     except UnicodeDecodeError:
         raise ArcDataError(f"{p}: not UTF-8 text") from None
+    except (lzma.LZMAError, gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise ArcDataError(f"{p}: corrupt {p.suffix[1:]} file ({e or 'truncated'})") from None
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -221,23 +256,24 @@ def load_tasks(path: str | os.PathLike, solutions: str | os.PathLike | None = No
     """Load tasks from a Kaggle challenges file, a single-task ARC JSON file, or a folder of them.
 
     `solutions` (a Kaggle solutions file) fills the test outputs. A Kaggle challenges file named
-    `*_challenges.json` picks up its sibling `*_solutions.json` only when asked (`solutions="auto"`).
+    `*_challenges.json` picks up its sibling `*_solutions.json` only when asked (`solutions="auto"`); a
+    compressed one (`*_challenges.json.xz`, `.gz`) its sibling with the same suffix.
     """
     p = Path(path)
     if p.is_dir():
-        files = sorted(p.glob("*.json"))
+        files = sorted(f for f in p.iterdir() if f.is_file() and is_json_file(f))
         if not files:
-            raise ArcDataError(f"{p}: folder holds no .json task files")
+            raise ArcDataError(f"{p}: folder holds no .json (.json.xz, .json.gz) task files")
         tasks: dict[str, Task] = {}
         for f in files:
             obj = read_json(f)
             if not looks_like_task(obj):
                 raise ArcDataError(f"{f}: not an ARC task (no 'train' and 'test')")
-            tasks[f.stem] = parse_task(f.stem, obj, f)
+            tasks[json_stem(f)] = parse_task(json_stem(f), obj, f)
     else:
         obj = read_json(p)
         if looks_like_task(obj):
-            tasks = {p.stem: parse_task(p.stem, obj, p)}
+            tasks = {json_stem(p): parse_task(json_stem(p), obj, p)}
         elif isinstance(obj, dict):
             if not obj:
                 raise ArcDataError(f"{p}: no tasks in file")
@@ -267,12 +303,25 @@ def load_solutions(path: str | os.PathLike, tasks: Mapping[str, Task] | None = N
     return out
 
 
+def parse_pairs(obj: Any, where: str) -> list[Pair]:
+    """Validate a non-empty JSON list of {"input", "output"} pairs (RE-ARC's and ARC-GEN's form)."""
+    if not isinstance(obj, list) or not obj:
+        raise ArcDataError(f"{where}: expected a non-empty list of input/output pairs")
+    return [_pair(x, f"{where}: pair[{i}]", True) for i, x in enumerate(obj)]
+
+
 def load_pairs(path: str | os.PathLike) -> list[Pair]:
     """Load a RE-ARC style file: a JSON list of {"input", "output"} pairs."""
+    return parse_pairs(read_json(path), str(path))
+
+
+def load_generated(path: str | os.PathLike) -> dict[str, list[Pair]]:
+    """Load an ARC-GEN style file: {task_id: [{"input", "output"}, ...]}, one file for many tasks (compressed:
+    tens of thousands of pairs would be one RE-ARC file each)."""
     obj = read_json(path)
-    if not isinstance(obj, list) or not obj:
-        raise ArcDataError(f"{path}: expected a non-empty list of input/output pairs")
-    return [_pair(x, f"{path}: pair[{i}]", True) for i, x in enumerate(obj)]
+    if not isinstance(obj, dict) or not obj:
+        raise ArcDataError(f"{path}: expected a mapping of task ids to lists of input/output pairs")
+    return {str(tid): parse_pairs(pairs, _where(path, str(tid))) for tid, pairs in obj.items()}
 
 
 def repo_root() -> Path:

@@ -10,9 +10,10 @@ in the compact vocabulary (arcsub.core.encode), with 'O' as the input/output sep
 token's (x, y, z) grid coordinates from this stream itself (taskmodel.grid_positions), so packed rows need no
 side channel for positions. Loss is on the output tokens and eos only.
 
-Sources: training tasks (every pair, test pairs with their solutions), RE-ARC generated pairs (sharing the
-embedding row of the ARC task with the same id) and, for test-time training, the demonstration pairs of the
-test tasks only: their test outputs are never loaded. Every batch is a pure function of (seed, step, rank), as
+Sources: training tasks (every pair, test pairs with their solutions; a task id in several challenge files is
+one task, its pairs merged), RE-ARC and ARC-GEN generated pairs (sharing the embedding row of the ARC task with
+the same id) and, for test-time training, the demonstration pairs of the test tasks only: their test outputs are
+never loaded. No training source may hold a test task or a held-out task (`holdout`): refused, or left out. Every batch is a pure function of (seed, step, rank), as
 in arcsub.lm.batches, so resuming reproduces the data exactly.
 """
 
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from arcsub.core.augment import D8_SIZE, Augmentation
+from arcsub.core.config import added_field
 from arcsub.core.data import (
     MAX_SIDE,
     NUM_COLOURS,
@@ -34,6 +36,7 @@ from arcsub.core.data import (
     Grid,
     Pair,
     Task,
+    load_generated,
     load_pairs,
     load_tasks,
     read_json,
@@ -147,10 +150,10 @@ def free_colours(pairs: Iterable[Pair]) -> np.ndarray:
     colour was renamed to (the input does not show it). Keeping those fixed keeps every view solvable.
     """
     seen_in, seen_out = np.zeros(NUM_COLOURS, bool), np.zeros(NUM_COLOURS, bool)
-    for p in pairs:
-        seen_in[np.unique(p.input)] = True
+    for p in pairs:  # bincount, not unique: ~250k generated grids at start-up
+        seen_in |= np.bincount(p.input.ravel(), minlength=NUM_COLOURS) > 0
         if p.output is not None:
-            seen_out[np.unique(p.output)] = True
+            seen_out |= np.bincount(p.output.ravel(), minlength=NUM_COLOURS) > 0
     fixed = seen_out & ~seen_in
     fixed[0] = True
     return np.flatnonzero(~fixed)
@@ -208,9 +211,21 @@ class TaskDataSettings:
     ttt_weight: float = 1.0
     d8: bool = True
     colours: bool = True  # permute colours (0 and output-only colours stay)
-    # a training task that is also a test task: refused (False: catches mixed-up data in experiments) or left
-    # out of the training sources (True: the competition path, e.g. Kaggle's public stand-in of training tasks)
+    # a training task that is also a test task or a held-out task: refused (False: catches mixed-up data in
+    # experiments) or left out of the training sources (True: the competition path, e.g. Kaggle's public
+    # stand-in of training tasks, or ARC-AGI-1 evaluation's 6 ARC-AGI-2 evaluation tasks)
     exclude_test_tasks: bool = False
+    # (added later: at their defaults these stay out of the settings hash, so older run names hold)
+    # ARC-GEN style files {task_id: [{"input", "output"}, ...]} (.json, .json.xz, .json.gz): pairs share the
+    # row of task <id>, as RE-ARC's do
+    generated: list[str] = added_field(default_factory=list)
+    generated_weight: float = added_field(default=1.0)
+    # challenge files whose task ids must never be training tasks: the evaluation set a pretraining run will
+    # be scored on without its ttt demonstrations (their test outputs are never read)
+    holdout: list[str] = added_field(default_factory=list)
+
+
+TRAINING_SOURCES = ("arc", "re-arc", "generated")  # what the guard checks: every source with test outputs
 
 
 @dataclass
@@ -220,6 +235,7 @@ class PairSet:
     task_id: str
     pairs: list[Pair]
     free: np.ndarray
+    origin: str = ""  # the file or folder it came from (error messages)
 
 
 @dataclass(frozen=True)
@@ -240,7 +256,7 @@ def _training_sets(path: Path) -> list[PairSet]:
     sets = []
     for t in tasks.values():
         pairs = t.train + [p for p in t.test if p.output is not None]
-        sets.append(PairSet(t.id, pairs, free_colours(pairs)))
+        sets.append(PairSet(t.id, pairs, free_colours(pairs), str(path)))
     if not all(t.has_solutions for t in tasks.values()):
         log.warning("%s: no solutions file beside it: training on demonstration pairs only", path)
     return sets
@@ -266,8 +282,62 @@ def _re_arc_sets(folder: Path) -> list[PairSet]:
     sets = []
     for f in files:
         pairs = load_pairs(f)
-        sets.append(PairSet(f.stem, pairs, free_colours(pairs)))
+        sets.append(PairSet(f.stem, pairs, free_colours(pairs), str(folder)))
     return sets
+
+
+def _generated_sets(path: Path) -> list[PairSet]:
+    """ARC-GEN's layout: one file of {task_id: pairs}; each task's pairs share that task's row."""
+    return [
+        PairSet(tid, pairs, free_colours(pairs), str(path)) for tid, pairs in load_generated(path).items()
+    ]
+
+
+def _holdout_ids(files: Iterable[str]) -> dict[str, str]:
+    """{task id: the holdout file naming it}; only the ids are used (no test output is read)."""
+    return {tid: c for c in files for tid in load_tasks(resolve_path(c))}
+
+
+def guard_training(sets: list[PairSet], source: str, banned: dict[str, str], exclude: bool) -> list[PairSet]:
+    """Refuse (or, with `exclude`, leave out with a warning per file) training sets whose task is banned:
+    `banned` maps a test or held-out task id to why. Why per source: RE-ARC and ARC-GEN cover task ids of
+    ARC-AGI-1/2 sets, and ARC-AGI-1 evaluation holds 6 ARC-AGI-2 evaluation tasks."""
+    bad = [s for s in sets if s.task_id in banned]
+    if bad and not exclude:
+        s, n = bad[0], sum(b.origin == bad[0].origin for b in bad)
+        raise ArcDataError(
+            f"{s.origin}: task {s.task_id} ({source} source) is both a training task and "
+            f"{banned[s.task_id]} ({n} such task(s) there); data.exclude_test_tasks=true leaves them out"
+        )
+    for origin in dict.fromkeys(b.origin for b in bad):
+        n = sum(b.origin == origin for b in bad)
+        log.warning(
+            "%s: %d %s task(s) are test tasks here (or held out): left out of training", origin, n, source
+        )
+    return [s for s in sets if s.task_id not in banned]
+
+
+def merge_sets(sets: list[PairSet]) -> list[PairSet]:
+    """One set per task id, in first-seen order: a task in several files (ARC-AGI-2 training repeats
+    ARC-AGI-1 tasks) is one task, its pairs merged without exact duplicates, so it is sampled once, not twice."""
+    by_id: dict[str, list[PairSet]] = {}
+    for s in sets:
+        by_id.setdefault(s.task_id, []).append(s)
+    out = []
+    for tid, group in by_id.items():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        pairs = list({_pair_key(p): p for g in group for p in g.pairs}.values())
+        out.append(
+            PairSet(tid, pairs, free_colours(pairs), " + ".join(dict.fromkeys(g.origin for g in group)))
+        )
+    return out
+
+
+def _pair_key(p: Pair) -> tuple:
+    out = p.output if p.output is not None else np.zeros((0, 0), np.uint8)
+    return p.input.shape, p.input.tobytes(), out.shape, out.tobytes()
 
 
 class PairSource:
@@ -278,20 +348,16 @@ class PairSource:
         loaded = {
             "arc": [s for c in data.challenges for s in _training_sets(resolve_path(c))],
             "re-arc": _re_arc_sets(resolve_path(data.re_arc)) if data.re_arc else [],
+            "generated": [s for g in data.generated for s in _generated_sets(resolve_path(g))],
             "ttt": [s for c in data.ttt_challenges for s in _ttt_sets(resolve_path(c))],
         }
-        if data.exclude_test_tasks:
-            test_ids = {s.task_id for s in loaded["ttt"]}
-            for k in ("arc", "re-arc"):
-                kept = [s for s in loaded[k] if s.task_id not in test_ids]
-                if len(kept) < len(loaded[k]):
-                    log.warning(
-                        "%d %s task(s) are test tasks here: left out of training",
-                        len(loaded[k]) - len(kept),
-                        k,
-                    )
-                loaded[k] = kept
-        check_no_leak(loaded["arc"] + loaded["re-arc"], loaded["ttt"])
+        banned = {tid: f"a held-out task of {c}" for tid, c in _holdout_ids(data.holdout).items()}
+        banned |= {
+            s.task_id: "a test-time task; its test outputs would leak into training" for s in loaded["ttt"]
+        }
+        for k in TRAINING_SOURCES:
+            loaded[k] = merge_sets(guard_training(loaded[k], k, banned, data.exclude_test_tasks))
+        check_no_leak([s for k in TRAINING_SOURCES for s in loaded[k]], loaded["ttt"])
         self.task_ids = list(dict.fromkeys(s.task_id for sets in loaded.values() for s in sets))
         dropped = 0
         for sets in loaded.values():
@@ -301,12 +367,17 @@ class PairSource:
                 s.pairs = keep
         if dropped:
             log.warning("%d pair(s) longer than %d tokens left out", dropped, max_tokens)
-        weights = {"arc": data.arc_weight, "re-arc": data.re_arc_weight, "ttt": data.ttt_weight}
+        weights = {
+            "arc": data.arc_weight,
+            "re-arc": data.re_arc_weight,
+            "generated": data.generated_weight,
+            "ttt": data.ttt_weight,
+        }
         self.sources = [(name, [s for s in sets if s.pairs]) for name, sets in loaded.items()]
         self.sources = [(n, sets) for n, sets in self.sources if sets and weights[n] > 0]
         if not self.sources:
             raise ArcDataError(
-                "training data: no pairs (give data.challenges, data.re_arc or data.ttt_challenges)"
+                "training data: no pairs (give data.challenges, data.re_arc, data.generated or data.ttt_challenges)"
             )
         w = np.array([weights[n] for n, _ in self.sources], dtype=float)
         self.probs = w / w.sum()

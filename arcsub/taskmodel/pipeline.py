@@ -113,12 +113,20 @@ def train_config(
             log.info("training also on %s (solved, beside the test file)", ", ".join(extra))
         challenges += extra
     re_arc = d.re_arc if d.re_arc and _exists(d.re_arc) else None
-    for missing in [c for c in d.challenges if c not in challenges] + (
-        [d.re_arc] if d.re_arc and not re_arc else []
+    generated = [g for g in d.generated if _exists(g)]
+    for missing in (
+        [c for c in d.challenges if c not in challenges]
+        + ([d.re_arc] if d.re_arc and not re_arc else [])
+        + [g for g in d.generated if g not in generated]
     ):
         log.warning("training source %s not found: left out", missing)
     data = dataclasses.replace(
-        d, challenges=challenges, re_arc=re_arc, ttt_challenges=[str(test_file)], exclude_test_tasks=True
+        d,
+        challenges=challenges,
+        re_arc=re_arc,
+        generated=generated,
+        ttt_challenges=[str(test_file)],
+        exclude_test_tasks=True,
     )
     tc = dataclasses.replace(
         cfg.train,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from arcsub.core.config import load_config, settings_hash, to_dict
+from arcsub.core.config import load_config, merge_mapping, settings_dict, settings_hash, to_dict
 from arcsub.core.data import ArcDataError, write_json_atomic
 from arcsub.core.device import BF16_CAPABILITY, capability, pick_dtype
 from arcsub.core.encode import build_compact_tokenizer
@@ -118,7 +118,7 @@ def run_name(cfg: TaskTrainConfig) -> str:
         return cfg.name
     from arcsub.core.runs import model_label
 
-    keep_ = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_NAME}
+    keep_ = {k: v for k, v in settings_dict(cfg).items() if k not in _NOT_IN_NAME}
     model = cfg.model if cfg.model in PRESETS else model_label(cfg.model)
     return f"task-{cfg.mode}__{model}__{cfg.steps}st__{settings_hash(keep_)}"
 
@@ -130,8 +130,8 @@ def check_config(cfg: TaskTrainConfig) -> None:
         raise ArcDataError(
             "config: mode=pretrain takes no data.ttt_challenges (use mode=ttt or transductive)"
         )
-    if cfg.mode == "pretrain" and not (d.challenges or d.re_arc):
-        raise ArcDataError("config: mode=pretrain needs data.challenges and/or data.re_arc")
+    if cfg.mode == "pretrain" and not (d.challenges or d.re_arc or d.generated):
+        raise ArcDataError("config: mode=pretrain needs data.challenges, data.re_arc and/or data.generated")
     if cfg.mode in ("ttt", "transductive") and not d.ttt_challenges:
         raise ArcDataError(f"config: mode={cfg.mode} needs data.ttt_challenges (the test tasks)")
     if cfg.mode == "ttt" and from_scratch:
@@ -155,13 +155,23 @@ def check_same_run(run: Path, cfg: TaskTrainConfig) -> None:
         return
     old, new = (
         {k: v for k, v in c.items() if k not in _NOT_IN_NAME}
-        for c in (json.loads(saved.read_text()), json.loads(json.dumps(to_dict(cfg))))
+        for c in (_saved_settings(saved), json.loads(json.dumps(settings_dict(cfg))))
     )
     diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))  # a key added since: None
     if diff:
         raise ArcDataError(
             f"{run}: holds a run with other settings ({', '.join(diff)} differ); change `name`"
         )
+
+
+def _saved_settings(saved: Path) -> dict:
+    """A saved config.json as `settings_dict` sees it: keys added to the config since the run was written take
+    their defaults (which is how that run behaved), so an older run still matches its config."""
+    raw = json.loads(saved.read_text())
+    try:
+        return json.loads(json.dumps(settings_dict(merge_mapping(TaskTrainConfig(), raw))))
+    except ArcDataError:  # a key that no longer exists, or a changed type: compare the raw settings
+        return raw
 
 
 def build_model(cfg: TaskTrainConfig, source: PairSource) -> tuple[ArcTaskForCausalLM, TaskIndex]:

@@ -1,0 +1,94 @@
+"""Compressed ARC files (.json.xz, .json.gz) read like plain ones, on a real slice of ARC-AGI-1 training."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import lzma
+from pathlib import Path
+
+import pytest
+
+from arcsub.core.data import (
+    ArcDataError,
+    grid_to_list,
+    grids_equal,
+    load_generated,
+    load_pairs,
+    load_solutions,
+    load_tasks,
+    read_json,
+    to_grid,
+)
+
+OPENERS = {".xz": lzma.open, ".gz": gzip.open}
+
+
+def write_compressed(path: Path, obj) -> Path:
+    with OPENERS[path.suffix](path, "wt", encoding="utf-8") as f:
+        json.dump(obj, f)
+    return path
+
+
+def real_slice(arc1_train, n: int = 4) -> tuple[dict, dict]:
+    ids = sorted(arc1_train)[:n]
+    challenges = {i: arc1_train[i].to_json() for i in ids}
+    solutions = {i: [grid_to_list(p.output) for p in arc1_train[i].test] for i in ids}
+    return challenges, solutions
+
+
+@pytest.mark.parametrize("suffix", [".xz", ".gz"])
+def test_compressed_challenges_find_their_compressed_solutions(arc1_train, tmp_path, suffix):
+    challenges, solutions = real_slice(arc1_train)
+    ch = write_compressed(tmp_path / f"slice_challenges.json{suffix}", challenges)
+    sol = write_compressed(tmp_path / f"slice_solutions.json{suffix}", solutions)
+    tasks = load_tasks(ch, solutions="auto")
+    assert sorted(tasks) == sorted(challenges) and all(t.has_solutions for t in tasks.values())
+    for tid, task in tasks.items():
+        assert all(
+            grids_equal(a.output, b.output) for a, b in zip(task.test, arc1_train[tid].test, strict=True)
+        )
+    assert sorted(load_solutions(sol, tasks)) == sorted(challenges)
+    assert read_json(ch) == challenges
+
+
+def test_compressed_pairs_and_generated_sets(arc1_train, tmp_path):
+    tid = sorted(arc1_train)[0]
+    pairs = arc1_train[tid].to_json()["train"]
+    got = load_pairs(write_compressed(tmp_path / f"{tid}.json.xz", pairs))
+    assert len(got) == len(pairs) and grids_equal(got[0].output, to_grid(pairs[0]["output"]))
+    gen = load_generated(write_compressed(tmp_path / "gen.json.gz", {tid: pairs, "x": pairs[:1]}))
+    assert sorted(gen) == sorted([tid, "x"]) and len(gen[tid]) == len(pairs)
+
+
+def test_a_folder_of_compressed_single_tasks_loads_by_id(arc1_train, tmp_path):
+    challenges, _ = real_slice(arc1_train, 2)
+    for tid, task in challenges.items():
+        write_compressed(tmp_path / f"{tid}.json.xz", task)
+    (tmp_path / "notes.txt").write_text("not a task")
+    assert sorted(load_tasks(tmp_path)) == sorted(challenges)
+
+
+@pytest.mark.parametrize("suffix", [".xz", ".gz"])
+def test_a_corrupt_or_truncated_compressed_file_is_one_line_naming_it(arc1_train, tmp_path, suffix):
+    challenges, _ = real_slice(arc1_train, 2)
+    good = write_compressed(tmp_path / f"good_challenges.json{suffix}", challenges).read_bytes()
+    truncated = tmp_path / f"cut_challenges.json{suffix}"
+    truncated.write_bytes(good[: len(good) // 2])
+    garbage = tmp_path / f"junk_challenges.json{suffix}"
+    garbage.write_bytes(b"this is not compressed")
+    for bad in (truncated, garbage):
+        with pytest.raises(ArcDataError, match=rf"^{bad}: corrupt") as e:
+            load_tasks(bad)
+        assert "\n" not in str(e.value)
+
+
+def test_bad_cells_are_still_refused_by_the_fast_grid_check():
+    for grid, msg in [
+        ([[True, 0]], "not an integer"),
+        ([[-1]], "outside"),
+        ([[10]], "outside"),
+        ([[300]], "outside"),
+    ]:
+        with pytest.raises(ArcDataError, match=msg):
+            to_grid(grid)

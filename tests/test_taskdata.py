@@ -1,0 +1,110 @@
+"""Task-model training sources on the real files: generated pairs, merged duplicate tasks, and the guard that
+keeps test and held-out tasks (ARC-AGI-1 evaluation's 6 ARC-AGI-2 evaluation tasks) out of training."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from arcsub.core.config import load_config, to_dict
+from arcsub.core.data import ArcDataError, read_json, resolve_path
+from arcsub.taskmodel.data import TRAINING_SOURCES, PairSource, TaskDataSettings
+from arcsub.taskmodel.train import TaskTrainConfig, check_same_run, run_name
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+A1_EVAL = "data:arc-agi-1/arc-agi_evaluation_challenges.json"
+A2_EVAL = "data:arc-agi-2/arc-agi_evaluation_challenges.json"
+OVERLAP = {"0934a4d8", "136b0064", "16b78196", "981571dc", "aa4ec2a5", "da515329"}
+
+
+def training_ids(source: PairSource) -> dict[str, set[str]]:
+    return {name: {s.task_id for s in sets} for name, sets in source.sources if name in TRAINING_SOURCES}
+
+
+@pytest.mark.parametrize("where", ["ttt_challenges", "holdout"])
+def test_arc1_evaluation_is_refused_beside_arc2_evaluation(data_root, where):
+    data = TaskDataSettings(challenges=[A1_EVAL], **{where: [A2_EVAL]})
+    with pytest.raises(
+        ArcDataError, match=r"arc-agi_evaluation_challenges.json: task 0934a4d8 \(arc source\)"
+    ):
+        PairSource(data)
+
+
+def test_exclude_test_tasks_drops_exactly_the_six_overlap_tasks(data_root, caplog):
+    data = TaskDataSettings(challenges=[A1_EVAL], holdout=[A2_EVAL], exclude_test_tasks=True)
+    with caplog.at_level(logging.WARNING, logger="arcsub.taskmodel.data"):
+        source = PairSource(data)
+    every = set(read_json(resolve_path(A1_EVAL)))
+    assert every - training_ids(source)["arc"] == OVERLAP
+    assert any("6 arc task(s)" in r.getMessage() for r in caplog.records)
+    assert not OVERLAP & set(source.task_ids)  # held out: no row either
+
+
+def test_generated_and_re_arc_sources_are_guarded_too(data_root, tmp_path):
+    """A generated file (ARC-GEN's layout) that names a test task is refused by source, or loses that task."""
+    pairs = read_json(resolve_path("data:re-arc/tasks/007bbfb7.json"))[:3]
+    gen = tmp_path / "gen.json"
+    gen.write_text(json.dumps({"007bbfb7": pairs, "0934a4d8": pairs}))
+    with pytest.raises(ArcDataError, match=r"gen.json: task 0934a4d8 \(generated source\)"):
+        PairSource(TaskDataSettings(generated=[str(gen)], holdout=[A2_EVAL]))
+    source = PairSource(TaskDataSettings(generated=[str(gen)], holdout=[A2_EVAL], exclude_test_tasks=True))
+    assert training_ids(source) == {"generated": {"007bbfb7"}}
+    re_arc = tmp_path / "re-arc" / "tasks"
+    re_arc.mkdir(parents=True)
+    (re_arc / "007bbfb7.json").write_text(json.dumps(pairs))
+    test_file = tmp_path / "t_challenges.json"
+    test_file.write_text(
+        json.dumps({"007bbfb7": {"train": pairs[:1], "test": [{"input": pairs[1]["input"]}]}})
+    )
+    with pytest.raises(
+        ArcDataError, match=r"re-arc/tasks: task 007bbfb7 \(re-arc source\) is both a training"
+    ):
+        PairSource(TaskDataSettings(re_arc=str(re_arc.parent), ttt_challenges=[str(test_file)]))
+
+
+def test_a_task_in_two_challenge_files_is_one_task_with_merged_pairs(data_root, tmp_path):
+    task = read_json(resolve_path("data:arc-agi-1/arc-agi_training_challenges.json"))["007bbfb7"]
+    first, second = tmp_path / "a_challenges.json", tmp_path / "b_challenges.json"
+    first.write_text(json.dumps({"007bbfb7": {"train": task["train"][:2], "test": task["test"]}}))
+    second.write_text(json.dumps({"007bbfb7": {"train": task["train"], "test": task["test"]}}))
+    source = PairSource(TaskDataSettings(challenges=[str(first), str(second)]))
+    ((name, sets),) = source.sources
+    assert source.task_ids == ["007bbfb7"] and len(sets) == 1
+    assert len(sets[0].pairs) == len(task["train"])  # the union, each demonstration once
+
+
+def test_new_settings_keep_old_run_names_and_match_old_run_folders(tmp_path):
+    cfg = load_config(TaskTrainConfig, CONFIGS / "task-transductive-arc2.yaml", ["name="])
+    assert run_name(cfg) == "task-transductive__base__100000st__e20f8a52"  # its name before the new keys
+    saved = to_dict(cfg)
+    for key in ("generated", "generated_weight", "holdout"):
+        del saved["data"][key]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    check_same_run(tmp_path, cfg)  # a run written before the keys existed is the same run
+    widened = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, generated=["x.json.xz"]))
+    assert run_name(widened) != run_name(cfg)
+    with pytest.raises(ArcDataError, match="other settings"):
+        check_same_run(tmp_path, widened)
+
+
+@pytest.fixture(scope="module")
+def preset_source(data_root) -> PairSource:
+    """The widened ARC-AGI-2 preset's sources on the real data (a few seconds: loaded once)."""
+    cfg = load_config(TaskTrainConfig, CONFIGS / "task-transductive-arc2-data.yaml")
+    return PairSource(cfg.data)
+
+
+def test_the_widened_arc2_preset_holds_arc_gen_and_no_arc2_evaluation_task(preset_source):
+    ids = training_ids(preset_source)
+    arc2_eval = set(read_json(resolve_path(A2_EVAL)))
+    arc2_gen = set(read_json(resolve_path("data:extra/arc-gen/arc2-training.json.xz")))
+    assert len(arc2_gen) > 150 and arc2_gen <= ids["generated"]
+    assert all(not arc2_eval & found for found in ids.values())
+    assert ids["arc"] >= set(read_json(resolve_path("data:arc-agi-2/arc-agi_training_challenges.json")))
+    assert len(ids["arc"]) == 1027  # 1033 distinct ARC-AGI-1/2 training and evaluation tasks less the 6
+    assert {s.task_id for s in dict(preset_source.sources)["ttt"]} == arc2_eval
+    assert len(preset_source.task_ids) == len(set(preset_source.task_ids))
