@@ -19,7 +19,7 @@ def _load(path: Path):
     name = path.stem
     if name.startswith("train-"):
         return load_config(TrainConfig, path)
-    if name == "task-dry-run-cpu":
+    if name == "task-dry-run-cpu" or name.startswith("task-pipeline"):
         from arcsub.taskmodel.pipeline import load_pipeline_config as load_task_pipeline_config
 
         return load_task_pipeline_config(path, [])

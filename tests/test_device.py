@@ -62,3 +62,22 @@ def test_the_capability_switch_forces_the_t4_path(fake_cuda, monkeypatch):
     monkeypatch.setenv(device.CAPABILITY_ENV, "seven")
     with pytest.raises(ArcDataError, match="ARCSUB_CAPABILITY='seven'"):
         device.capability(cuda)
+
+
+def test_the_memory_cap_holds_each_gpu_to_the_kaggle_card(monkeypatch):
+    """ARCSUB_GPU_MEMORY_GB=15 on a faked 2-GPU host of 140 GB cards: each gets the fraction 15/140."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda i: type("P", (), {"total_memory": 140 * 2**30})()
+    )
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, i: calls.append((i, f)))
+    monkeypatch.delenv(device.MEMORY_ENV, raising=False)
+    assert device.apply_memory_cap() is None and calls == []
+    monkeypatch.setenv(device.MEMORY_ENV, "15")
+    assert device.apply_memory_cap() == 15.0
+    assert calls == [(0, pytest.approx(15 / 140)), (1, pytest.approx(15 / 140))]
+    monkeypatch.setenv(device.MEMORY_ENV, "-3")
+    with pytest.raises(ArcDataError, match="ARCSUB_GPU_MEMORY_GB='-3'"):
+        device.apply_memory_cap()

@@ -28,6 +28,7 @@ from typing import NoReturn
 from arcsub.core.data import (
     ArcDataError,
 )
+from arcsub.core.device import apply_memory_cap
 
 PROG = "arcsub"
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -108,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `arcsub` command line; returns the exit code (0 ok, 1 failed check, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        apply_memory_cap()
         parser = build_parser()
         try:
             args = parser.parse_args(argv)

@@ -6,7 +6,8 @@ only emulated, so pickers that trusted it trained in slow bf16 there while the n
 here is the hardware's: bf16 needs bf16 tensor cores, compute capability 8.0 (Ampere) or newer.
 
 `ARCSUB_CAPABILITY=7.5` makes every CUDA device report that capability, so the T4 path (fp16 with loss
-scaling, SDPA with dense masks, the torch engine) runs on any newer GPU: the emulated-T4 runs use it.
+scaling, SDPA with dense masks, the torch engine) runs on any newer GPU; `ARCSUB_GPU_MEMORY_GB=15` caps what
+each process may allocate on each GPU (a T4 has 15 GB, an L4 24). The emulated-T4 and -L4 runs use both.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 BF16_CAPABILITY = (8, 0)
 CAPABILITY_ENV = "ARCSUB_CAPABILITY"
+MEMORY_ENV = "ARCSUB_GPU_MEMORY_GB"
 DTYPE_NAMES = ("auto", "bf16", "fp16", "fp32")
 
 
@@ -33,6 +35,37 @@ def forced_capability(env: dict[str, str] | None = None) -> tuple[int, int] | No
     if not (major.isdigit() and (not dot or minor.isdigit())):
         raise ArcDataError(f"{CAPABILITY_ENV}={value!r}: expected a compute capability such as 7.5 or 8.9")
     return int(major), int(minor or 0)
+
+
+def memory_cap_gb(env: dict[str, str] | None = None) -> float | None:
+    """The per-process GPU memory cap ARCSUB_GPU_MEMORY_GB asks for, in GB (2**30 bytes), or None."""
+    value = (os.environ if env is None else env).get(MEMORY_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        gb = float(value)
+    except ValueError:
+        gb = -1.0
+    if not gb > 0:
+        raise ArcDataError(f"{MEMORY_ENV}={value!r}: expected a positive number of GB such as 15 or 22")
+    return gb
+
+
+def apply_memory_cap() -> float | None:
+    """Hold every visible GPU of this process to ARCSUB_GPU_MEMORY_GB (set_per_process_memory_fraction), so
+    an out-of-memory on Kaggle's smaller cards shows here; returns the cap, None when unset or without CUDA.
+    Called at the process entry points (the `arcsub` command, the notebook's main), before any allocation."""
+    gb = memory_cap_gb()
+    if gb is None:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    for i in range(torch.cuda.device_count()):
+        total = torch.cuda.get_device_properties(i).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, gb * 2**30 / total), i)
+    return gb
 
 
 def capability(device: str | torch.device) -> tuple[int, int] | None:

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from arcsub.core.data import ArcDataError, Task, load_tasks, write_json_atomic
+from arcsub.core.device import apply_memory_cap
 from arcsub.kaggle.competitions import (
     COMPETITIONS,
     DEFAULT_PIPELINE,
@@ -210,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     tasks = load_tasks(challenges)
     paths.working.mkdir(parents=True, exist_ok=True)
     write_baseline(tasks, paths.submission)
+    apply_memory_cap()  # ARCSUB_GPU_MEMORY_GB: the emulated T4 / L4 runs
     log.info(
         "baseline submission for %d tasks written to %s (%.1f s after start)",
         len(tasks),

@@ -24,7 +24,7 @@ from typing import Any
 
 from arcsub.core.config import load_config, to_dict
 from arcsub.core.data import ArcDataError, Task, load_tasks, resolve_path, write_json_atomic
-from arcsub.core.device import gpu_count
+from arcsub.core.device import apply_memory_cap, gpu_count
 from arcsub.core.runs import (
     WorkerResults,
     finish_run,
@@ -213,6 +213,8 @@ def predict_shard(
     """One worker (GPU `rank`): predict its tasks not yet in attempts.<rank>.json chunk by chunk, saving
     attempts and predictions after each chunk (the caller merges them into submission.json)."""
     import torch
+
+    apply_memory_cap()  # a spawned worker does not pass through the entry points
 
     from arcsub.core.device import pick_dtype
     from arcsub.taskmodel.model import load_task_model
