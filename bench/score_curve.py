@@ -1,0 +1,83 @@
+"""Score against training tokens: a log-linear fit of runs of one recipe, extrapolated with its uncertainty to a
+larger budget (e.g. the Kaggle notebook's), and drawn as a PNG. Usage, from the repository root:
+
+    python bench/score_curve.py docs/experiments/arc2-h200/curve.json --tasks 120 --target-tokens 9.9e9 -o curve.png
+
+The points file is a JSON list of {"label", "steps", "rows", "seq_len", "score"} (rows = the global batch in
+packed rows): tokens = steps x rows x seq_len, which compares runs on different GPU counts at the same batch.
+Why log-linear: score against log(compute) is what the task-model length study showed on ARC-AGI-1 (0.25 ->
+0.40 -> 0.52 at 150 / 360 / 1000 s); with few, noisy points (one seed, 120 tasks) a straight line in log
+tokens is the most the data support, and the band says how little that is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from arcsub.core.viz import curves_image, save_png
+
+
+def tokens(point: dict) -> float:
+    return float(point["steps"]) * point["rows"] * point["seq_len"]
+
+
+def fit(points: list[dict], tasks: int = 0) -> dict:
+    """score = a + b * ln(tokens), least squares; the parameter covariance from the residuals (n - 2 dof), or
+    from the scores' sampling noise over `tasks` tasks when that is larger (a handful of points can sit closer
+    to a line than their noise allows: one seed, one task set)."""
+    x = np.log([tokens(p) for p in points])
+    y = np.array([p["score"] for p in points], dtype=float)
+    design = np.stack([np.ones_like(x), x], axis=1)
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    dof = max(1, len(points) - 2)
+    sigma2 = float(((y - design @ coef) ** 2).sum() / dof)
+    if tasks:
+        mean = float(y.mean())
+        sigma2 = max(sigma2, mean * (1 - mean) / tasks)
+    cov = sigma2 * np.linalg.inv(design.T @ design)
+    return {"a": float(coef[0]), "b": float(coef[1]), "cov": cov.tolist(), "sigma": math.sqrt(sigma2)}
+
+
+def predict(f: dict, n_tokens: float) -> tuple[float, float]:
+    """(score, 1-sigma of the fitted line) at n_tokens; the band widens away from the points."""
+    v = np.array([1.0, math.log(n_tokens)])
+    return f["a"] + f["b"] * v[1], float(math.sqrt(v @ np.array(f["cov"]) @ v))
+
+
+def draw(points: list[dict], f: dict, target: float, out: Path) -> Path:
+    lo = math.log10(min(tokens(p) for p in points))
+    xs = list(np.linspace(lo, math.log10(target), 24))
+    mid = [predict(f, 10**x) for x in xs]
+    series = {
+        "runs": ([math.log10(tokens(p)) for p in points], [p["score"] for p in points]),
+        "fit": (xs, [m for m, _ in mid]),
+        "fit + 1 sigma": (xs, [m + s for m, s in mid]),
+        "fit - 1 sigma": (xs, [m - s for m, s in mid]),
+    }
+    return save_png(curves_image(series, "log10(training tokens)", "Kaggle score"), out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("points", type=Path)
+    p.add_argument("--target-tokens", type=float, required=True)
+    p.add_argument("--tasks", type=int, default=0, help="tasks each score is over: a noise floor for the fit")
+    p.add_argument("-o", "--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    points = json.loads(args.points.read_text())
+    f = fit(points, args.tasks)
+    for q in points:
+        print(f"{q['label']:>12}: {tokens(q):.3g} tokens, score {q['score']:.4f}")
+    print(f"fit: score = {f['a']:.4f} + {f['b']:.4f} ln(tokens); residual sigma {f['sigma']:.4f}")
+    s, band = predict(f, args.target_tokens)
+    print(f"at {args.target_tokens:.3g} tokens: {s:.3f} +- {band:.3f} (1 sigma of the line)")
+    print(f"plot: {draw(points, f, args.target_tokens, args.out)}")
+
+
+if __name__ == "__main__":
+    main()
