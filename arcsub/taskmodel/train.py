@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from arcsub.core.config import load_config, merge_mapping, settings_dict, settings_hash, to_dict
+from arcsub.core.config import added_field, load_config, merge_mapping, settings_dict, settings_hash, to_dict
 from arcsub.core.data import ArcDataError, write_json_atomic
 from arcsub.core.device import BF16_CAPABILITY, capability, pick_dtype
 from arcsub.core.encode import build_compact_tokenizer
@@ -46,6 +46,7 @@ from arcsub.taskmodel.model import (
 )
 from arcsub.training.muon import build_muon
 from arcsub.training.runtime import (
+    DdpSettings,
     OptimSettings,
     build_optimizer,
     checkpoint_or_stop,
@@ -53,6 +54,7 @@ from arcsub.training.runtime import (
     make_scaler,
     optimizer_step,
     resume,
+    scaled_lr,
     setup_distributed,
     step_loader,
     teardown_distributed,
@@ -76,6 +78,7 @@ class TaskOptimSettings(OptimSettings):
     momentum: float = 0.95  # Muon momentum
     beta2: float = 0.95  # NorMuon's per-row second moment
     ns_steps: int = 5  # Newton-Schulz iterations
+    lr_scaling: Literal["none", "sqrt", "linear"] = added_field(default="none")  # lr x world^p under DDP
 
 
 @dataclass
@@ -108,9 +111,10 @@ class TaskTrainConfig:
     time_budget: float = 0.0  # seconds; >0 saves a checkpoint and stops when spent (re-run to resume)
     out_dir: str = "runs"
     name: str = ""  # run directory name; empty: task-<mode>__<model>__<steps>st__<settings hash>
+    ddp: DdpSettings = added_field(default_factory=DdpSettings)  # all-reduce settings (several GPUs)
 
 
-_NOT_IN_NAME = {"workers", "save_every", "log_every", "time_budget", "out_dir", "name"}
+_NOT_IN_NAME = {"workers", "save_every", "log_every", "time_budget", "out_dir", "name", "ddp"}
 
 
 def run_name(cfg: TaskTrainConfig) -> str:
@@ -303,7 +307,12 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
             f"config: seconds needs optim.warmup >= {CALIBRATE[1]} (the step count is fitted then)"
         )
 
-    fwd = wrap_for_training(model, dist, device, cfg.compile)
+    fwd = wrap_for_training(model, dist, device, cfg.compile, cfg.ddp)
+    base_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_scaling, dist.world)
+    if base_lr != cfg.optim.lr and dist.main:
+        print(
+            f"arcsub task-train: lr {cfg.optim.lr:g} x {dist.world} ranks ({cfg.optim.lr_scaling}): {base_lr:g}"
+        )
     ga = cfg.grad_accum
     rows, seq_len = row_layout(cfg, model.attn_backend)
     if (rows, seq_len) != (cfg.rows, cfg.seq_len) and dist.main:
@@ -345,7 +354,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
                 loss = next_token_loss(logits, b.labels) / max(1, n_label)
             (scaler.scale(loss) if scaler else loss).backward()
             loss_sum += loss.detach()
-        lr = cfg.optim.lr * lr_at(step, cfg.optim, total)
+        lr = base_lr * lr_at(step, cfg.optim, total)
         gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)
         step += 1
         bar.update(1)

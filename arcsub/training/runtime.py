@@ -163,14 +163,50 @@ def step_loader(batches, workers: int, device: torch.device) -> torch.utils.data
     )
 
 
-def wrap_for_training(model, dist: Dist, device: torch.device, compile_: bool):
+@dataclass
+class DdpSettings:
+    """DistributedDataParallel's gradient all-reduce: for a small model, launch and all-reduce latency, not
+    compute, bound the step (29M task model: 1.1M tok/s on one H200, 1.29M on four at a fixed global batch),
+    so bucket size and graph reuse are worth measuring."""
+
+    bucket_mb: int = 25  # gradients per all-reduce bucket (torch's default 25)
+    gradient_as_bucket_view: bool = False  # grads alias the buckets: one copy less per step
+    static_graph: bool = False  # the same parameters get gradients every step: DDP may skip re-checking
+
+
+def ddp_kwargs(ddp: DdpSettings) -> dict:
+    return {
+        "bucket_cap_mb": ddp.bucket_mb,
+        "gradient_as_bucket_view": ddp.gradient_as_bucket_view,
+        "static_graph": ddp.static_graph,
+    }
+
+
+def wrap_for_training(
+    model, dist: Dist, device: torch.device, compile_: bool, ddp: DdpSettings | None = None
+):
     """The module the loop calls: DDP across ranks when launched by torchrun, then torch.compile if asked."""
     fwd = model
     if dist.world > 1:
         fwd = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.local] if device.type == "cuda" else None
+            model,
+            device_ids=[dist.local] if device.type == "cuda" else None,
+            **ddp_kwargs(ddp or DdpSettings()),
         )
     return torch.compile(fwd) if compile_ else fwd
+
+
+LR_SCALING = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}  # exponent of the global batch's growth
+
+
+def scaled_lr(lr: float, scaling: str, world: int) -> float:
+    """The learning rate for `world` ranks that each keep their rows (the global batch grows `world`-fold):
+    lr x world^p with p = 0 (none), 1/2 (sqrt: keeps the update's noise scale, the usual rule for Adam-type
+    and Muon-type optimizers) or 1 (linear, SGD's rule). Warm-up stays in steps, so it spans world-fold the
+    tokens: the larger batch gets the same number of careful first updates."""
+    if scaling not in LR_SCALING:
+        raise ArcDataError(f"config: optim.lr_scaling={scaling!r} must be one of {list(LR_SCALING)}")
+    return lr * world ** LR_SCALING[scaling]
 
 
 def unwrap(model):
