@@ -32,7 +32,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,20 @@ SUMMARY = "arcsub-kaggle-summary.json"
 
 
 # ------------------------------------------------------------------------------------------ network
+
+
+# What the local notebook may see of this shell's environment: the system basics, the GPU and thread settings
+# and arcsub's own switches. Everything else (KAGGLE_KEY, HF_TOKEN, cloud credentials) stays here: the
+# notebook runs code from a model or data folder, and Kaggle's own kernel has no such secrets either.
+ENV_ALLOWED = ("PATH", "PYTHONPATH", "HOME", "USER", "LANG", "TERM", "TMPDIR", "TZ", "LD_LIBRARY_PATH", "VIRTUAL_ENV",
+               "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XDG_CACHE_HOME",
+               "TRITON_CACHE_DIR", "ARCSUB_DATA", "ARCSUB_DEBUG", "ARCSUB_CAPABILITY")  # fmt: skip
+ENV_ALLOWED_PREFIXES = ("LC_", "NVIDIA_")
+
+
+def notebook_env(parent: Mapping[str, str]) -> dict[str, str]:
+    """The allow-listed part of `parent` (the caller then adds the ARCSUB_* settings of the fake tree)."""
+    return {k: v for k, v in parent.items() if k in ENV_ALLOWED or k.startswith(ENV_ALLOWED_PREFIXES)}
 
 
 def unshare_works() -> tuple[bool, str]:
@@ -299,7 +313,7 @@ def main(argv: Sequence[str]) -> int:
     )
 
     env = {
-        **os.environ,
+        **notebook_env(os.environ),
         "ARCSUB_KAGGLE_ROOT": str(tree["root"]),
         "ARCSUB_TIME_LIMIT": str(args.time_limit),
         "ARCSUB_KAGGLE_STRICT": "1",
@@ -307,8 +321,6 @@ def main(argv: Sequence[str]) -> int:
         "ARCSUB_KAGGLE_MODE": args.mode,
         "PYTHONUNBUFFERED": "1",
     }
-    for k in ("ARCSUB_CHALLENGES", "ARCSUB_MODEL_DIR", "ARCSUB_KAGGLE_INPUT", "ARCSUB_KAGGLE_WORKING"):
-        env.pop(k, None)
     pypath = [str(Path(x).resolve()) for x in args.pythonpath]
     if args.skip_install:
         env["ARCSUB_SKIP_INSTALL"] = "1"

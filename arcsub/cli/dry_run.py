@@ -44,8 +44,8 @@ def _has_cuda() -> bool:
 def _run_dry_run(args: argparse.Namespace) -> int:
     import importlib
 
-    from arcsub.core.data import load_tasks, pick_task_ids
-    from arcsub.core.runs import format_summary, json_summary, pick_dry_run_tasks
+    from arcsub.core.data import load_tasks, pick_task_ids, subset
+    from arcsub.core.runs import check_run_inputs, format_summary, json_summary, pick_dry_run_tasks
     from arcsub.lm.pipeline import default_model_dir
 
     module, cpu_config = {
@@ -67,6 +67,7 @@ def _run_dry_run(args: argparse.Namespace) -> int:
         ids = pick_task_ids(args.tasks, list(load_tasks(challenges)))
     else:
         ids = pick_dry_run_tasks(challenges, int(args.tasks))
+    check_run_inputs(subset(load_tasks(challenges), ids), solutions, [])  # before any training
     model = Path(cfg.model or default_model_dir())
     data = challenges.stem.replace("arc-agi_", "").replace("_challenges", "")
     out = args.out or f"runs/dry-run__{model.name}__{challenges.parent.name}-{data}__{len(ids)}tasks"

@@ -143,7 +143,10 @@ def apply_override(cfg: T, item: str) -> T:
     if "=" not in item:
         raise ArcDataError(f"config: override {item!r} is not key=value")
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise ArcDataError(f"config: override {key.strip()}: malformed value ({_first_line(e)})") from None
     return _replace_path(cfg, key.strip().split("."), value, key.strip())
 
 
@@ -172,7 +175,7 @@ def load_config(
         try:
             raw = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ArcDataError(f"{p}: malformed YAML ({str(e).splitlines()[0]})") from None
+            raise ArcDataError(f"{p}: malformed YAML ({_first_line(e)})") from None
         if not isinstance(raw, dict):
             raise ArcDataError(f"{p}: a config file must be a mapping of keys to values")
         try:
@@ -181,7 +184,40 @@ def load_config(
             raise ArcDataError(f"{p}: {e}") from None
     for item in overrides:
         cfg = apply_override(cfg, item)
+    check_values(cfg)
     return cfg
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+MIN_VALUE = "arcsub_min"  # field metadata: the smallest value a number may take (None: any)
+# counts that must be at least 1 wherever they appear (0 or less would silently mean "nothing" or "all");
+# every other number in a config must not be negative (there is no "-1 means off" anywhere)
+AT_LEAST_ONE = frozenset(
+    {
+        "steps", "rows", "seq_len", "max_len", "grad_accum", "save_every", "log_every", "views",
+        "score_views", "tasks_per_batch", "chunk", "n", "ns_steps", "max_new_tokens", "batch_tokens",
+        "max_loras", "max_lora_rank", "max_tries",
+    }
+)  # fmt: skip
+
+
+def check_values(cfg: Any, prefix: str = "") -> None:
+    """Refuse (one line naming the key) numbers out of range, at load time and so before any compute: by a
+    field's `arcsub_min` metadata, else at least 1 for the counts in AT_LEAST_ONE, else at least 0."""
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_values(value, f"{key}.")
+            continue
+        lo = f.metadata.get(MIN_VALUE, 1 if f.name in AT_LEAST_ONE else 0)
+        items = value if isinstance(value, list | tuple) else [value]
+        for v in items:
+            number = isinstance(v, int | float) and not isinstance(v, bool)
+            if lo is not None and number and not v >= lo:  # `not >=` also refuses NaN
+                raise ArcDataError(f"config: {key}={value!r} must be at least {lo}")
 
 
 def settings_hash(cfg: Any, n: int = 8) -> str:

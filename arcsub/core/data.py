@@ -11,9 +11,11 @@ import itertools
 import json
 import lzma
 import os
+import re
+import shutil
 import tempfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,31 @@ Grid = np.ndarray  # 2-D uint8 array, 1x1 to 30x30, values 0..9
 
 class ArcDataError(ValueError):
     """Bad input data; the message is one line naming the file, the task and the problem."""
+
+
+# A task id names folders and files (adapters/<id>/, re_arc/<id>.json), so an id from an untrusted file must
+# not be able to leave that folder: letters, digits, '_', '.', '-', not starting with '.' (no '.', '..',
+# hidden names, nor the '.<name>.tmp' folders saves are written into). Every Kaggle, ARC-AGI, RE-ARC and
+# ARC-GEN id (hex strings) passes.
+TASK_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def check_task_id(task_id: Any, where: str = "<data>") -> str:
+    """The id as a string, or one ArcDataError line when it could not safely name a file."""
+    tid = str(task_id)
+    if not TASK_ID.fullmatch(tid) or ".." in tid:
+        raise ArcDataError(f"{where}: task id {tid[:60]!r} is not allowed (letters, digits, _ . - only)")
+    return tid
+
+
+def task_path(root: str | os.PathLike, task_id: str, suffix: str = "") -> Path:
+    """`root/<task_id><suffix>`: the one way paths are built from task ids; refuses any id that would leave
+    `root` (checked by rule, then on the normalised path)."""
+    base = Path(root)
+    p = base / f"{check_task_id(task_id, str(base))}{suffix}"
+    if Path(os.path.normpath(p)).parent != Path(os.path.normpath(base)):
+        raise ArcDataError(f"{base}: task id {task_id!r} leaves its folder")
+    return p
 
 
 def _where(path: str | os.PathLike | None, task_id: str | None = None, part: str | None = None) -> str:
@@ -162,6 +189,8 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ArcDataError(f"{p}: malformed JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise ArcDataError(f"{p}: JSON nested too deeply") from None
     except UnicodeDecodeError:
         raise ArcDataError(f"{p}: not UTF-8 text") from None
     except (lzma.LZMAError, gzip.BadGzipFile, EOFError, zlib.error) as e:
@@ -170,7 +199,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write to a temp file beside `path`, fsync, then rename: a reader never sees half a file."""
-    p = Path(path)
+    p = check_output_path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
@@ -180,11 +209,53 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):  # name the file asked for, not the temp file (or none: ENOSPC on write)
+            raise OSError(e.errno, e.strerror or str(e), str(p)) from None
         raise
     return p
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """An output file's path, refused (one line) when it is a folder: checked before any compute, so a long
+    run does not end on it."""
+    p = Path(path)
+    if p.is_dir():
+        raise ArcDataError(f"{p}: is a directory, expected an output file path")
+    return p
+
+
+COMPLETE = ".complete"  # written last into a saved folder: without it the folder is not finished
+
+
+def save_dir_atomic(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Run `write(folder)` into a temp folder beside `path`, mark it complete, then swap it in with renames:
+    a kill or a full disk leaves either the old folder or the new one, never half of one (the temp folder is
+    removed on an error, and cleared at the next save after a kill)."""
+    p = Path(path)
+    tmp, old = p.with_name(f".{p.name}.tmp"), p.with_name(f".{p.name}.old")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        write(tmp)
+        write_bytes_atomic(tmp / COMPLETE, b"")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if p.exists():
+        p.rename(old)
+    tmp.rename(p)
+    shutil.rmtree(old, ignore_errors=True)
+    return p
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder that save_dir_atomic finished (its marker is written last)."""
+    return (Path(path) / COMPLETE).is_file()
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = None) -> Path:
@@ -212,6 +283,7 @@ def _pair(obj: Any, where: str, need_output: bool) -> Pair:
 
 def parse_task(task_id: str, obj: Any, path: str | os.PathLike | None = None) -> Task:
     """Validate one task in Kaggle's form: {"train": [pairs], "test": [{"input": grid}, ...]}."""
+    check_task_id(task_id, _where(path))
     where = _where(path, task_id)
     if not isinstance(obj, dict):
         raise ArcDataError(f"{where}: a task must be an object with 'train' and 'test'")
@@ -321,7 +393,10 @@ def load_generated(path: str | os.PathLike) -> dict[str, list[Pair]]:
     obj = read_json(path)
     if not isinstance(obj, dict) or not obj:
         raise ArcDataError(f"{path}: expected a mapping of task ids to lists of input/output pairs")
-    return {str(tid): parse_pairs(pairs, _where(path, str(tid))) for tid, pairs in obj.items()}
+    return {
+        check_task_id(tid, str(path)): parse_pairs(pairs, _where(path, str(tid)))
+        for tid, pairs in obj.items()
+    }
 
 
 def repo_root() -> Path:
@@ -351,7 +426,11 @@ def pick_task_ids(spec: str | None, ids: list[str]) -> list[str] | None:
     """A --tasks argument: None (all), "N" (the first N) or comma-separated ids (each must exist)."""
     if spec is None:
         return None
+    if spec.isdigit() and int(spec) < 1:
+        raise ArcDataError(f"--tasks {spec}: must be at least 1 (or omit it for all tasks)")
     picked = ids[: int(spec)] if spec.isdigit() else [t for t in spec.split(",") if t]
+    if not picked:
+        raise ArcDataError(f"--tasks {spec!r}: names no task")
     known = set(ids)
     unknown = [t for t in picked if t not in known]
     if unknown:

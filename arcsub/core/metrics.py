@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from arcsub.core.data import ArcDataError, Grid, Task, grid_or_none, read_json, to_grid
+from arcsub.core.submission import check_entry
 
 METRIC_KEYS = ("accuracy", "correct_pixels", "correct_size", "pass_n", "vote_1", "vote_2", "unanswered")
 TABLE_COLUMNS = ("accuracy", "correct_pixels", "correct_size", "pass_n", "vote_2", "unanswered")
@@ -46,10 +47,30 @@ def normalize_candidate(obj: Any) -> Grid | None:
     return grid_or_none(obj.get("grid") if isinstance(obj, Mapping) else obj)
 
 
+RICH_FIELDS = {
+    "logprob": (int, float),
+    "tokens": (int,),
+    "view": (str,),
+}  # a rich candidate's optional fields
+
+
+def check_rich_candidate(obj: Any, where: str) -> None:
+    """A rich candidate's logprob / tokens / view, when present and not null, must have their types: they
+    rank candidates, so "high" for a logprob is a broken file (one line), not a silent 0."""
+    if not isinstance(obj, Mapping) or "grid" not in obj:
+        return
+    for key, types_ in RICH_FIELDS.items():
+        v = obj.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, types_)):
+            raise ArcDataError(f"{where}: {key}={v!r} must be a {types_[0].__name__}")
+
+
 def _candidate_list(obj: Any, where: str) -> Candidates:
     if isinstance(obj, Mapping):  # {"attempt_1": grid, ...}
         return [normalize_candidate(v) for v in obj.values()]
     if isinstance(obj, list):
+        for j, c in enumerate(obj):
+            check_rich_candidate(c, f"{where}: candidate[{j}]")
         return [normalize_candidate(c) for c in obj]
     raise ArcDataError(f"{where}: expected a list of candidate grids")
 
@@ -244,8 +265,7 @@ def score_submission(
             raise ArcDataError(f"{tw}: {len(entries)} entries for {len(outs)} test output(s)")
         hits = 0
         for i, (entry, truth) in enumerate(zip(entries, outs, strict=True)):
-            if not isinstance(entry, Mapping):
-                raise ArcDataError(f"{tw}: entry[{i}] must be an object with attempt_1 and attempt_2")
+            check_entry(entry, f"{tw}: entry[{i}]")
             hits += any(_same(normalize_candidate(entry.get(k)), truth) for k in ATTEMPT_KEYS)
         solved += hits
         per_task[tid] = hits / len(outs)

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,8 @@ def run_workers(target, shards: list[list[str]], args: tuple, out: Path, tasks: 
 
 def pick_dry_run_tasks(challenges: str | Path, n: int) -> list[str]:
     """The n tasks with the fewest grid cells: a dry-run on 2 CPUs must finish in minutes."""
+    if n < 1:
+        raise ArcDataError(f"--tasks {n}: must be at least 1")
     tasks = load_tasks(challenges)
 
     def cells(t: Task) -> int:
@@ -182,18 +184,42 @@ def data_label(challenges: str | Path) -> str:
     return f"{p.parent.name}-{stem}" if p.parent.name else stem
 
 
-def score_run(
-    tasks: Mapping[str, Task], predictions: Predictions, submission: Mapping[str, Any], solutions: str | Path
-) -> dict[str, Any]:
-    """Kaggle score and candidate metrics of a run against a solutions file (every task must be in it)."""
+def run_truth(tasks: Mapping[str, Task], solutions: str | Path) -> dict[str, list[Any]]:
+    """The solutions of `tasks` (others in the file are ignored): every task present, one grid per test input."""
     from arcsub.core.data import load_solutions
-    from arcsub.core.metrics import METRIC_KEYS, compute_metrics, score_submission
 
     truth = load_solutions(solutions)
     missing = [t for t in tasks if t not in truth]
     if missing:
         raise ArcDataError(f"{solutions}: task {missing[0]}: no solution ({len(missing)} task(s) missing)")
-    truth = {t: truth[t] for t in tasks}
+    for tid, task in tasks.items():
+        if len(truth[tid]) != len(task.test):
+            n = len(truth[tid])
+            raise ArcDataError(f"{solutions}: task {tid}: {n} solution(s) for {len(task.test)} test input(s)")
+    return {t: truth[t] for t in tasks}
+
+
+def check_run_inputs(
+    tasks: Mapping[str, Task], solutions: str | Path | None, outputs: Iterable[str | Path | None]
+) -> None:
+    """What a prediction run reads at its end and the files it writes, checked before any decoding: a
+    solutions mismatch or an output path that is a folder must not cost the whole run."""
+    from arcsub.core.data import check_output_path
+
+    if solutions is not None:
+        run_truth(tasks, solutions)
+    for out in outputs:
+        if out is not None:
+            check_output_path(out)
+
+
+def score_run(
+    tasks: Mapping[str, Task], predictions: Predictions, submission: Mapping[str, Any], solutions: str | Path
+) -> dict[str, Any]:
+    """Kaggle score and candidate metrics of a run against a solutions file (every task must be in it)."""
+    from arcsub.core.metrics import METRIC_KEYS, compute_metrics, score_submission
+
+    truth = run_truth(tasks, solutions)
     metrics = compute_metrics(predictions, truth)
     return {
         "score": score_submission(submission, truth, solutions)["score"],

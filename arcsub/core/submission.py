@@ -101,6 +101,20 @@ def write_submission(path: str | os.PathLike, submission: Mapping[str, Any]) -> 
     return write_json_atomic(path, plain)
 
 
+def check_entry(entry: Any, where: str) -> Mapping[str, Any]:
+    """One test entry as Kaggle takes it: an object with exactly attempt_1 and attempt_2 (the grids are
+    checked by the caller); validate and score share this, so they never disagree about a file."""
+    if not isinstance(entry, Mapping):
+        raise ArcDataError(f"{where} must be an object with attempt_1 and attempt_2")
+    for key in ATTEMPT_KEYS:
+        if key not in entry:
+            raise ArcDataError(f"{where} has no {key}")
+    extra = sorted(str(k) for k in entry if k not in ATTEMPT_KEYS)
+    if extra:
+        raise ArcDataError(f"{where} has an unknown key {extra[0]!r} (only attempt_1 and attempt_2)")
+    return entry
+
+
 def validate_submission(
     obj: Any, tasks: Mapping[str, Task] | None = None, path: str | os.PathLike | None = None
 ) -> dict[str, list[dict[str, Grid]]]:
@@ -135,11 +149,7 @@ def validate_submission(
             raise ArcDataError(f"{tw}: {len(entries)} entries for {len(tasks[tid].test)} test input(s)")
         parsed = []
         for i, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                raise ArcDataError(f"{tw}: entry[{i}] must be an object with attempt_1 and attempt_2")
-            for key in ATTEMPT_KEYS:
-                if key not in entry:
-                    raise ArcDataError(f"{tw}: entry[{i}] has no {key}")
+            check_entry(entry, f"{tw}: entry[{i}]")
             parsed.append({key: to_grid(entry[key], f"{tw}: entry[{i}] {key}") for key in ATTEMPT_KEYS})
         out[tid] = parsed
     return out

@@ -453,18 +453,26 @@ def read_log_series(path: str | Path, x: str, y: str) -> tuple[list[float], list
 
     xs: list[float] = []
     ys: list[float] = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ArcDataError(f"{path}: not UTF-8 text (a JSONL log?)") from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise ArcDataError(f"{path}: line {n}: not JSON") from None
-        if x in rec and y in rec:
-            while xs and xs[-1] >= float(rec[x]):
+        if isinstance(rec, dict) and x in rec and y in rec:
+            try:
+                px, py = float(rec[x]), float(rec[y])
+            except (TypeError, ValueError):
+                raise ArcDataError(f"{path}: line {n}: {x} and {y} must be numbers") from None
+            while xs and xs[-1] >= px:
                 xs.pop(), ys.pop()
-            xs.append(float(rec[x]))
-            ys.append(float(rec[y]))
+            xs.append(px)
+            ys.append(py)
     if not xs:
         raise ArcDataError(f"{path}: no record has both {x!r} and {y!r}")
     return xs, ys

@@ -15,14 +15,17 @@ from typing import Any
 import numpy as np
 
 from arcsub.core.data import (
+    ArcDataError,
     Grid,
     Pair,
     Task,
+    check_output_path,
     grid_to_list,
     grids_equal,
     load_pairs,
     load_tasks,
     pick_task_ids,
+    task_path,
     write_json_atomic,
 )
 from arcsub.core.encode import FORMATS, Codec, build_example, parse_answer
@@ -93,11 +96,8 @@ def generate(
         attempts = {}
         if gen_tasks:  # the engine is passed in, so the model slot of the triple is not used
             _, attempts = predict(gen_tasks, (None, tok, fmt_name), cfg, engine=engine, progress=False)
-        reference = (
-            load_pairs(Path(re_arc) / f"{tid}.json")
-            if re_arc and (Path(re_arc) / f"{tid}.json").exists()
-            else []
-        )
+        ref_file = task_path(re_arc, tid, ".json") if re_arc else None
+        reference = load_pairs(ref_file) if ref_file is not None and ref_file.exists() else []
         examples, verdicts = [], []
         for gid, g in zip(gen_tasks, new, strict=True):
             out = attempts[gid][0][0]
@@ -135,9 +135,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    """`arcsub generate`: every argument checked (model, data, counts, folders, output) before the model loads."""
+    from arcsub.core.modeldir import check_model_dir
+
+    if args.n < 1 or args.views < 1:
+        raise ArcDataError(f"generate: -n {args.n} and --views {args.views} must be at least 1")
+    check_output_path(args.out)
+    check_model_dir(args.model)
     tasks = load_tasks(args.challenges)
     ids = pick_task_ids(args.tasks, list(tasks)) or list(tasks)
     re_arc = args.re_arc
+    if re_arc and not Path(re_arc).is_dir():
+        raise ArcDataError(f"{re_arc}: RE-ARC folder not found")
     if re_arc and (Path(re_arc) / "tasks").is_dir():
         re_arc = str(Path(re_arc) / "tasks")
     report = generate(

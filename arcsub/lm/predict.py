@@ -42,11 +42,20 @@ from arcsub.core.data import (
     load_tasks,
     pick_task_ids,
     read_json,
+    task_path,
     write_json_atomic,
 )
 from arcsub.core.device import default_device, pick_dtype
 from arcsub.core.encode import FORMATS, PROMPTS, Codec, PromptFormat, build_example, parse_answer
-from arcsub.core.runs import Attempts, ModelSpec, Predictions, data_label, model_label, score_run
+from arcsub.core.runs import (
+    Attempts,
+    ModelSpec,
+    Predictions,
+    check_run_inputs,
+    data_label,
+    model_label,
+    score_run,
+)
 from arcsub.core.select import NEEDS_SCORER, SELECTORS, Scorer, select
 from arcsub.lm.infer.base import Engine, adapter_ok
 
@@ -91,6 +100,15 @@ class PredictConfig:
 
 
 # ------------------------------------------------------------------------------------------- model loading
+
+
+def check_model_spec(model: ModelSpec) -> None:
+    """A model folder's config and weights, checked before any work (a preset name or in-memory model passes)."""
+    from arcsub.core.modeldir import check_model_dir
+    from arcsub.lm.models import PRESETS
+
+    if not isinstance(model, tuple) and (Path(model).exists() or str(model) not in PRESETS):
+        check_model_dir(model)
 
 
 def open_engine(model: ModelSpec, cfg: PredictConfig, use_adapters: bool = False) -> tuple[Engine, Any, str]:
@@ -182,7 +200,7 @@ def find_adapters(adapters_dir: str | Path | None, task_ids: Sequence[str]) -> d
         raise ArcDataError(f"{manifest}: {e}") from None
     out: dict[str, str | None] = {}
     for tid in task_ids:
-        d = root / tid
+        d = task_path(root, tid)
         out[tid] = str(d) if adapter_ok(d) and (finished is None or tid in finished) else None
     missing = [t for t, a in out.items() if a is None]
     if missing:
@@ -397,6 +415,8 @@ def run_predict(
     from arcsub.core.submission import build_submission, write_submission
 
     cfg = (settings or PredictConfig()).validate()
+    if engine is None:
+        check_model_spec(model)
     tasks = load_tasks(challenges)
     if task_ids is not None:
         unknown = [t for t in task_ids if t not in tasks]
@@ -404,6 +424,7 @@ def run_predict(
             raise ArcDataError(f"{challenges}: task {unknown[0]}: not found")
         tasks = {t: tasks[t] for t in task_ids}
     paths = output_paths(out_dir, model, challenges, cfg, adapters_dir)
+    check_run_inputs(tasks, solutions, [*paths.values(), submission_path])
     stats: dict[str, Any] = {}
     predictions, attempts = predict(tasks, model, cfg, adapters_dir, engine, progress, stats)
     submission = build_submission(tasks, attempts)

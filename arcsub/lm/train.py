@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,15 +19,25 @@ from arcsub.core.config import settings_hash, to_dict
 from arcsub.core.data import ArcDataError, resolve_path, write_json_atomic
 from arcsub.core.device import pick_dtype
 from arcsub.core.encode import Codec
-from arcsub.core.modeldir import count_params, save_model
+from arcsub.core.modeldir import (
+    check_adapter_dir,
+    check_model_dir,
+    count_params,
+    hub_allowed,
+    load_adapter,
+    model_finished,
+    save_model,
+)
 from arcsub.lm.batches import Batch, DataSettings, StepBatches, TaskPool
 from arcsub.lm.models import PRESETS, LoraSettings, apply_lora, build_model, load_model, shrink_vocab
 from arcsub.training.runtime import (
     OptimSettings,
     build_optimizer,
     checkpoint_or_stop,
+    clear_checkpoints,
     lr_at,
     make_scaler,
+    open_log,
     optimizer_step,
     resume,
     setup_distributed,
@@ -144,6 +153,14 @@ def check_backend(cfg: TrainConfig) -> str:
     return cfg.backend
 
 
+def check_sources(cfg: TrainConfig) -> None:
+    """The model and adapter folders, checked before anything is built (a bad weights file is one line)."""
+    if cfg.model not in PRESETS:
+        check_model_dir(cfg.model)
+    if cfg.adapter and (Path(cfg.adapter).exists() or not hub_allowed()):
+        check_adapter_dir(cfg.adapter)
+
+
 def _load_unsloth(cfg: TrainConfig, dtype: torch.dtype):
     """A local checkpoint through unsloth's FastLanguageModel (4-bit when quant=4bit), LoRA via its
     get_peft_model; our own tokenizer (format checked) drives the prompts."""
@@ -165,9 +182,7 @@ def _load_unsloth(cfg: TrainConfig, dtype: torch.dtype):
     if cfg.shrink_vocab:
         model, tok = shrink_vocab(model, tok, fmt)
     if cfg.adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, cfg.adapter, is_trainable=True)
+        model = load_adapter(model, cfg.adapter, trainable=True)
     elif cfg.lora.r > 0:
         model = FastLanguageModel.get_peft_model(
             model,
@@ -210,9 +225,7 @@ def _load_base(cfg: TrainConfig, device: torch.device, backend: str = "plain", d
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     if cfg.adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, cfg.adapter, is_trainable=True)
+        model = load_adapter(model, cfg.adapter, trainable=True)
     else:
         model = apply_lora(model, cfg.lora)
     return (model if quantized else model.to(device)), tok, fmt
@@ -221,11 +234,15 @@ def _load_base(cfg: TrainConfig, device: torch.device, backend: str = "plain", d
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns its directory, whose model/ holds the final model."""
     backend = check_backend(cfg)
+    check_sources(cfg)
+    run = Path(cfg.out_dir) / run_name(cfg)
+    if model_finished(run / "model"):  # a rerun of a finished run: nothing to do, and model/ is kept
+        print(f"arcsub train: {run / 'model'} already finished", flush=True)
+        return run
     dist = setup_distributed()
     device = torch.device(f"cuda:{dist.local}" if torch.cuda.is_available() else "cpu")
     dtype = pick_dtype(cfg.dtype, device)
     torch.manual_seed(cfg.seed)
-    run = Path(cfg.out_dir) / run_name(cfg)
     if dist.main:
         run.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run / "config.json", to_dict(cfg), indent=2)
@@ -251,7 +268,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             f"{device} {str(dtype).removeprefix('torch.')} | steps {start}->{cfg.steps}",
             flush=True,
         )
-    log = open(run / "log.jsonl", "a") if dist.main else None
+    log = open_log(run, start) if dist.main else None
     bar = tqdm(
         total=cfg.steps, initial=start, disable=not (progress and dist.main), desc="train", unit="step"
     )
@@ -321,15 +338,13 @@ def _save_final(run: Path, model, tok, fmt: str, cfg: TrainConfig, n_params: int
     if hasattr(inner, "peft_config"):
         save_model(inner, tok, run / "adapter", info)
         if cfg.quant == "4bit":  # merge into full-precision base weights, not the 4-bit ones
-            from peft import PeftModel
-
             base, base_tok, base_fmt = load_model(cfg.model)
             if cfg.shrink_vocab:
                 base, _ = shrink_vocab(base, base_tok, base_fmt)
-            inner = PeftModel.from_pretrained(base, str(run / "adapter"))
+            inner = load_adapter(base, run / "adapter")
         inner = inner.merge_and_unload()
     save_model(inner.float(), tok, run / "model", info)
-    shutil.rmtree(run / "checkpoint", ignore_errors=True)
+    clear_checkpoints(run)
     print(f"arcsub train: saved {run / 'model'}", flush=True)
 
 

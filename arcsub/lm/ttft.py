@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 from arcsub.core.augment import leave_one_out
-from arcsub.core.data import ArcDataError, Task, write_json_atomic
+from arcsub.core.data import ArcDataError, Task, save_dir_atomic, task_path, write_json_atomic
 from arcsub.core.device import pick_dtype
 from arcsub.core.encode import Codec
-from arcsub.core.modeldir import save_model
+from arcsub.core.modeldir import load_adapter, model_finished, save_model
 from arcsub.lm.batches import DataSettings, TaskPool, make_batch
 from arcsub.lm.models import LoraSettings, apply_lora, load_model
 from arcsub.lm.train import token_loss
@@ -77,9 +78,7 @@ class LoraFitter:
         self.dtype = pick_dtype(cfg.dtype, self.device)
         model, self.tok, self.fmt = load_model(model_dir, device=device)
         if cfg.adapter:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, cfg.adapter, is_trainable=True)
+            model = load_adapter(model, cfg.adapter, trainable=True)
         else:
             model = apply_lora(model, cfg.lora)
         if not hasattr(model, "peft_config"):
@@ -166,11 +165,15 @@ def run_ttft(
             seconds = min(seconds, share) if seconds else share
         fitter.reset()
         stats = fitter.fit([task], cfg.steps, seconds, cfg.seed)
-        fitter.model.save_pretrained(str(out / task.id), safe_serialization=True)
+        save_dir_atomic(task_path(out, task.id), partial(_save_adapter, fitter.model))
         manifest["tasks"][task.id] = stats
         write_json_atomic(out / manifest_name, manifest, indent=1)
         bar.set_postfix(task=task.id, loss=f"{stats['loss_last'] or 0:.3f}", s=stats["seconds"])
     return out
+
+
+def _save_adapter(model, folder: Path) -> None:
+    model.save_pretrained(str(folder), safe_serialization=True)
 
 
 def _worker(rank: int, model_dir, tasks: dict[str, Task], out: Path, cfg: TTFTConfig) -> None:
@@ -203,7 +206,7 @@ def _run_workers(model_dir, tasks: dict[str, Task], out: Path, cfg: TTFTConfig, 
 
 def _run_group(model_dir, tasks: list[Task], out: Path, cfg: TTFTConfig, dev: torch.device) -> Path:
     """One LoRA on all tasks together, merged into a full model at out/model (no adapters needed later)."""
-    if (out / "model" / "config.json").exists():
+    if model_finished(out / "model"):
         return out
     fitter = LoraFitter(model_dir, cfg, dev)
     stats = fitter.fit(tasks, cfg.steps, cfg.time_budget, cfg.seed)

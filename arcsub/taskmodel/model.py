@@ -467,9 +467,7 @@ def save_task_model(
 
     if len(index) != model.config.num_tasks:
         raise ValueError(f"task index has {len(index)} tasks, the model {model.config.num_tasks} rows")
-    p = save_model(model, build_compact_tokenizer(), path, {"format": "task", **info})
-    index.save(p)
-    return p
+    return save_model(model, build_compact_tokenizer(), path, {"format": "task", **info}, extra=index.save)
 
 
 def load_task_model(

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from arcsub.core.config import load_config, to_dict
-from arcsub.core.data import ArcDataError, Task, load_tasks, resolve_path, write_json_atomic
+from arcsub.core.data import ArcDataError, Task, load_tasks, resolve_path, task_path, write_json_atomic
 from arcsub.core.device import apply_memory_cap, gpu_count
+from arcsub.core.modeldir import model_finished
 from arcsub.core.runs import (
     WorkerResults,
     finish_run,
@@ -37,6 +38,7 @@ from arcsub.taskmodel.data import TaskDataSettings
 from arcsub.taskmodel.model import PRESETS
 from arcsub.taskmodel.predict import TaskPredictConfig
 from arcsub.taskmodel.train import TaskTrainConfig
+from arcsub.training.runtime import latest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +193,10 @@ def train_task_model(tc: TaskTrainConfig, gpus: int) -> Path:
         with contextlib.redirect_stdout(sys.stderr):  # stdout is the caller's (e.g. dry-run --json)
             train(tc, progress=False)
     run = out / RUN
-    if (run / "model" / "config.json").exists():
+    if model_finished(run / "model"):
         return run / "model"
-    ck = run / "checkpoint"
-    if (ck / "config.json").exists() and (run / "task_index.json").exists():
+    ck = latest_checkpoint(run)
+    if ck is not None and (ck / "config.json").exists() and (run / "task_index.json").exists():
         shutil.copy(run / "task_index.json", ck / "task_index.json")
         log.warning("training stopped early: predicting with its last checkpoint")
         return ck
@@ -305,8 +307,9 @@ def _run_per_task(
             log.warning("time budget spent: %d task(s) keep baseline attempts", len(todo) - i)
             break
         sub = dataclasses.replace(one, time_budget=left / (len(todo) - i) if cfg.time_budget else 0.0)
-        run_pipeline(challenges, out / "per-task" / tid, sub, task_ids=[tid])
-        task_results = WorkerResults.load(out / "per-task" / tid, 0)
+        task_out = task_path(out / "per-task", tid)
+        run_pipeline(challenges, task_out, sub, task_ids=[tid])
+        task_results = WorkerResults.load(task_out, 0)
         results.add(task_results.predictions, task_results.attempts)
         merge_attempts(out, tasks)
     summary: dict[str, Any] = {

@@ -45,7 +45,7 @@ from arcsub.core.data import (
 )
 from arcsub.core.device import pick_dtype
 from arcsub.core.grammar import SYNC_EVERY, GridConstraint, decoding_sdpa_backends
-from arcsub.core.runs import Attempts, Predictions, score_run
+from arcsub.core.runs import Attempts, Predictions, check_run_inputs, score_run
 from arcsub.core.select import NEEDS_SCORER, Scorer, select
 from arcsub.taskmodel.data import (
     EOS,
@@ -405,9 +405,10 @@ def run_task_predict(
         if unknown:
             raise ArcDataError(f"{challenges}: task {unknown[0]}: not found")
         tasks = {t: tasks[t] for t in task_ids}
+    paths = output_paths(out_dir, model_dir, challenges, cfg, task_ids)
+    check_run_inputs(tasks, solutions, [*paths.values(), submission_path])
     device = predict_device(cfg)
     model, index = load_task_model(model_dir, device, pick_dtype(cfg.dtype, device))
-    paths = output_paths(out_dir, model_dir, challenges, cfg, task_ids)
     stats: dict[str, Any] = {"device": str(device)}
     predictions, attempts = predict_tasks(model, index, tasks, cfg, progress, stats)
     submission = build_submission(tasks, attempts)

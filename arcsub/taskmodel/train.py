@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from arcsub.core.config import added_field, load_config, merge_mapping, settings
 from arcsub.core.data import ArcDataError, write_json_atomic
 from arcsub.core.device import BF16_CAPABILITY, capability, pick_dtype
 from arcsub.core.encode import build_compact_tokenizer
-from arcsub.core.modeldir import count_params
+from arcsub.core.modeldir import count_params, model_finished
 from arcsub.taskmodel.data import PairSource, TaskDataSettings, TaskIndex, TaskStepBatches
 from arcsub.taskmodel.model import (
     PRESETS,
@@ -50,8 +49,10 @@ from arcsub.training.runtime import (
     OptimSettings,
     build_optimizer,
     checkpoint_or_stop,
+    clear_checkpoints,
     lr_at,
     make_scaler,
+    open_log,
     optimizer_step,
     resume,
     scaled_lr,
@@ -277,7 +278,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
     check_config(cfg)
     run = Path(cfg.out_dir) / run_name(cfg)
     check_same_run(run, cfg)
-    if (run / "model" / "config.json").exists():
+    if model_finished(run / "model"):
         print(f"arcsub task-train: {run / 'model'} already finished", flush=True)
         return run
     dist = setup_distributed()
@@ -327,7 +328,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
             + (f" (fitted to {cfg.seconds:.0f} s at step {start + CALIBRATE[1]})" if calibrate else ""),
             flush=True,
         )
-    log = open(run / "log.jsonl", "a") if dist.main else None
+    log = open_log(run, start) if dist.main else None
     bar = tqdm(
         total=total, initial=start, disable=not (progress and dist.main), desc="task-train", unit="step"
     )
@@ -421,7 +422,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
             "config": to_dict(cfg),
         }
         save_task_model(unwrap(model).float(), index, run / "model", info)
-        shutil.rmtree(run / "checkpoint", ignore_errors=True)
+        clear_checkpoints(run)
         print(f"arcsub task-train: saved {run / 'model'}", flush=True)
     if log:
         log.close()

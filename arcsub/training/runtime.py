@@ -5,9 +5,11 @@ time budget, the DataLoader of ready-made steps, and checkpoints that a rerun of
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import pickle
 import shutil
 import time
 from collections.abc import Callable
@@ -17,8 +19,14 @@ from pathlib import Path
 import torch
 
 from arcsub.core.config import to_dict
-from arcsub.core.data import ArcDataError, write_json_atomic
-from arcsub.core.modeldir import save_model
+from arcsub.core.data import (
+    ArcDataError,
+    is_complete,
+    save_dir_atomic,
+    write_bytes_atomic,
+    write_json_atomic,
+)
+from arcsub.core.modeldir import check_safetensors, save_model
 
 SaveWeights = Callable[[Path], None]  # writes the model's files into a folder (a checkpoint's or model/)
 
@@ -216,24 +224,66 @@ def unwrap(model):
 
 
 def save_checkpoint(run: Path, save_weights: SaveWeights, opt, step: int, cfg, scaler) -> None:
-    """Weights (through `save_weights`), optimizer and step into checkpoint/, swapped in atomically (never a
-    half-written checkpoint)."""
-    tmp, final, old = run / "checkpoint.tmp", run / "checkpoint", run / "checkpoint.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_weights(tmp)
-    torch.save(
-        {
+    """Weights (through `save_weights`), optimizer and step into checkpoint/, swapped in by save_dir_atomic:
+    a kill at any point leaves a complete checkpoint/ or a complete .checkpoint.old/ (resume takes the newest
+    complete one); a full disk is one OSError line naming the file, with the temp folder removed."""
+
+    def write(folder: Path) -> None:
+        save_weights(folder)
+        state = {
             "optimizer": opt.state_dict(),
             "scaler": scaler.state_dict() if scaler else None,
             "torch_rng": torch.get_rng_state(),
-        },
-        tmp / "trainer_state.pt",
-    )
-    write_json_atomic(tmp / "state.json", {"step": step, "config": to_dict(cfg)}, indent=2)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+        }
+        target = folder / "trainer_state.pt"
+        try:
+            torch.save(state, target)
+        except RuntimeError as e:  # torch's zip writer reports a full disk as a RuntimeError
+            raise OSError(
+                errno.EIO, f"write failed (disk full?): {' '.join(str(e).split())[:120]}", str(target)
+            ) from None
+        write_json_atomic(folder / "state.json", {"step": step, "config": to_dict(cfg)}, indent=2)
+
+    save_dir_atomic(run / "checkpoint", write)
+
+
+def checkpoint_candidates(run: Path) -> list[Path]:
+    """Where a checkpoint may be, newest first: checkpoint/, then the one a save was replacing (a kill between
+    the two renames leaves only it), and the name older versions used for it."""
+    return [run / "checkpoint", run / ".checkpoint.old", run / "checkpoint.old"]
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    """The newest complete checkpoint of a run (completion marker, or state.json: written last before markers
+    existed), or None."""
+    for ck in checkpoint_candidates(run):
+        if is_complete(ck) or (ck / "state.json").is_file():
+            return ck
+    return None
+
+
+def clear_checkpoints(run: Path) -> None:
+    """Remove every checkpoint folder once the final model is saved."""
+    for ck in [*checkpoint_candidates(run), run / ".checkpoint.tmp", run / "checkpoint.tmp"]:
+        shutil.rmtree(ck, ignore_errors=True)
+
+
+def open_log(run: Path, start: int):
+    """log.jsonl for appending, with every record past `start` dropped first: steps logged after the
+    checkpoint a run resumes from are logged again, and would otherwise appear twice."""
+    path = run / "log.jsonl"
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines(keepends=True) if _log_step(line) <= start]
+        write_bytes_atomic(path, "".join(kept).encode())
+    return open(path, "a")
+
+
+def _log_step(line: str) -> float:
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return math.inf  # a line cut by a kill: dropped
+    return rec.get("step", 0) if isinstance(rec, dict) and isinstance(rec.get("step", 0), int) else 0
 
 
 def checkpoint_or_stop(
@@ -263,22 +313,27 @@ def checkpoint_or_stop(
 
 
 def resume(run: Path, model, opt, scaler, device) -> int:
-    """Load checkpoint/ into model and optimizer; returns the step to continue from (0 if none)."""
-    ck = run / "checkpoint"
-    if not (ck / "state.json").exists():
+    """Load the newest complete checkpoint into model and optimizer; returns the step to continue from (0 if
+    none). trainer_state.pt is read with weights_only=True: a planted run folder cannot run code."""
+    ck = latest_checkpoint(run)
+    if ck is None:
         return 0
     from safetensors.torch import load_file
 
     inner = unwrap(model)
     weights = ck / ("adapter_model.safetensors" if hasattr(inner, "peft_config") else "model.safetensors")
-    state = load_file(str(weights), device=str(device))
+    state = load_file(str(check_safetensors(weights)), device=str(device))
     if hasattr(inner, "peft_config"):
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(inner, state)
     else:
         inner.load_state_dict(state, strict=False)
-    extra = torch.load(ck / "trainer_state.pt", map_location=device, weights_only=False)
+    try:
+        extra = torch.load(ck / "trainer_state.pt", map_location=device, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as e:
+        why = " ".join(str(e).split())[:120]
+        raise ArcDataError(f"{ck / 'trainer_state.pt'}: not a loadable trainer state ({why})") from None
     opt.load_state_dict(extra["optimizer"])
     if scaler and extra.get("scaler"):
         scaler.load_state_dict(extra["scaler"])

@@ -276,10 +276,12 @@ class TorchEngine(Engine):
         name = f"arcsub_{self._next_adapter}"
         self._next_adapter += 1
         if self._is_peft():
-            self.model.load_adapter(path, adapter_name=name, autocast_adapter_dtype=False)
-        else:
+            self.model.load_adapter(
+                path, adapter_name=name, autocast_adapter_dtype=False, local_files_only=True
+            )
+        else:  # adapters are the per-task folders TTFT wrote: never a hub id
             self.model = PeftModel.from_pretrained(
-                self.model, path, adapter_name=name, autocast_adapter_dtype=False
+                self.model, path, adapter_name=name, autocast_adapter_dtype=False, local_files_only=True
             )
         _cast_params(self.model, self.device, self.dtype)
         self.model.eval()
