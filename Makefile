@@ -33,17 +33,18 @@ clean:
 	rm -rf $(VENV) .pytest_cache runs
 
 # ---- Kaggle: datasets, notebook, upload, offline dry run (tools/, kernels/; see docs/kaggle.md) ----
-COMPETITION ?= arc-prize-2024
 MODEL ?=
 EXTRAS ?=
 PIPELINE ?= in-context
+# the task pipeline's measured recipe is ARC-AGI-2's: ARC Prize 2026 by default; the in-context one stays 2024
+COMPETITION ?= $(if $(filter task,$(PIPELINE)),arc-prize-2026,arc-prize-2024)
 OVERRIDES ?=
 DRY_RUN ?=
 DRY_RUN_ARGS ?=
 KAGGLE_STAMP := $(VENV)/.kaggle-installed
 _EXTRAS := $(if $(EXTRAS),--extras $(EXTRAS))
 
-.PHONY: kaggle-build kaggle-push kaggle-dry-run
+.PHONY: kaggle-build kaggle-push kaggle-dry-run kernels
 
 $(KAGGLE_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,kaggle]"
@@ -67,3 +68,7 @@ kaggle-push: $(KAGGLE_STAMP)
 # execute the generated notebook offline (unshare -n) on a fake /kaggle tree; check the submission
 kaggle-dry-run: $(KAGGLE_STAMP)
 	$(BIN)/python tools/kaggle_dry_run.py --competition $(COMPETITION) $(if $(MODEL),--model $(MODEL)) $(DRY_RUN_ARGS)
+
+# the committed notebooks, one per competition x pipeline (kernels/generated/; tests/test_tools.py checks them)
+kernels: $(STAMP)
+	$(BIN)/python tools/build_kernel.py --all

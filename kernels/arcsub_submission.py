@@ -18,6 +18,7 @@ import sys
 os.environ.setdefault("ARCSUB_COMPETITION", "{{competition}}")
 os.environ.setdefault("ARCSUB_PIPELINE", "{{pipeline}}")
 os.environ.setdefault("ARCSUB_OVERRIDES", "{{overrides}}")
+os.environ.setdefault("ARCSUB_RECIPE", "{{recipe}}")
 if os.environ.get("ARCSUB_SKIP_INSTALL") != "1":
     root = os.environ.get("ARCSUB_KAGGLE_INPUT") or os.path.join(
         os.environ.get("ARCSUB_KAGGLE_ROOT", "/kaggle"), "input"

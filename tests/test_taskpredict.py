@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
+import torch
 from test_taskmodel import one_thread, tiny  # noqa: F401  (the fixture applies here too)
 from test_tasktrain import TINY, smallest, write_subset
 
 from arcsub.core.augment import Augmentation
-from arcsub.core.candidates import Candidate
+from arcsub.core.candidates import MAX_ANSWER_TOKENS, Candidate, SamplingSettings
 from arcsub.core.data import Pair, grids_equal, load_tasks
+from arcsub.core.memory import BATCH_TOKENS_CEILING, usable_memory
 from arcsub.core.metrics import load_predictions
 from arcsub.core.submission import load_submission
 from arcsub.taskmodel import predict as taskpredict
-from arcsub.taskmodel.data import TaskIndex, free_colours, grid_tokens
+from arcsub.taskmodel.data import EOS, TaskIndex, encode_pair, free_colours, grid_tokens
+from arcsub.taskmodel.model import preset_config
 from arcsub.taskmodel.predict import TaskPredictConfig, predict_tasks, task_views
 
 
@@ -125,3 +129,93 @@ def test_cli_bad_input_is_one_line(run_cli, arc1_eval, tmp_path, bad):
     extra = ["views=0"] if bad == "config" else []
     res = run_cli("task-predict", model, eval_ch, "-o", tmp_path / "o", *extra)
     assert res.rc == 2 and len(res.err_lines) == 1 and res.err.startswith("arcsub: error: ")
+
+
+# ------------------------------------------------------------- decode batches that fit Kaggle's GPUs
+
+GIB = 2**30
+LONGEST_PROMPT = 30 * 31 + 2  # bos, a 30 x 30 input grid with its newlines, sep
+
+
+def budget(memory_gib: float | None, dtype: torch.dtype) -> int:
+    cfg = preset_config("base", 400)  # the task pipeline's model
+    memory = None if memory_gib is None else int(memory_gib * GIB)
+    return taskpredict.auto_batch_tokens(memory, cfg, dtype, LONGEST_PROMPT, MAX_ANSWER_TOKENS)
+
+
+def test_auto_batch_tokens_fit_the_t4_and_l4_and_keep_the_ceiling_on_an_h200():
+    """1 << 20 tokens fit the H200 (measured) but ran out of memory on the emulated T4 (15 GB, fp16) and L4
+    (22 GB, bf16): the auto budget must stay below both and fill the H200 up to the ceiling."""
+    cfg = preset_config("base", 400)
+    t4, l4, h200 = budget(15, torch.float16), budget(22, torch.bfloat16), budget(139, torch.bfloat16)
+    assert h200 == BATCH_TOKENS_CEILING == 1 << 20
+    assert budget(None, torch.float32) == 1 << 20  # a CPU: no limit known
+    assert 100_000 < t4 < l4 < 1 << 20
+    kv = cfg.num_hidden_layers * 2 * cfg.hidden_size * 2  # bytes per token of the fp16/bf16 cache
+    assert (1 << 20) * kv > 11 * GIB  # why 1 << 20 died on both: the cache alone took 12 GiB
+    per_token = taskpredict.decode_bytes_per_token(cfg, torch.float16, LONGEST_PROMPT, MAX_ANSWER_TOKENS)
+    assert t4 * per_token <= 0.6 * 15 * GIB and l4 * per_token <= 0.6 * 22 * GIB
+    assert budget(15, torch.float32) < t4  # fp32 costs twice the bytes
+    assert budget(0, torch.float16) == 1  # nothing free: one row at a time, never zero
+
+
+def test_usable_memory_is_none_on_cpu():
+    assert usable_memory("cpu") is None
+
+
+def oom_above(monkeypatch, rows: int, target=taskpredict, name: str = "decode_batch") -> list[int]:
+    """Patch target.name to raise CUDA's out-of-memory for batches of more than `rows`; returns the sizes."""
+    real, sizes = getattr(target, name), []
+
+    def fake(model, prompts, *args, **kwargs):
+        sizes.append(len(prompts))
+        if len(prompts) > rows:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 286.00 MiB")
+        return real(model, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(target, name, fake)
+    return sizes
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_predictions(monkeypatch, caplog):
+    model = tiny(num_tasks=3)
+    prompts = [
+        encode_pair(np.full((h, w), c)) for h, w, c in [(1, 1, 1), (2, 3, 2), (3, 2, 3), (2, 2, 4)] * 3
+    ]
+    rows, views = [i % 3 for i in range(12)], [i % 8 for i in range(12)]
+    params = SamplingSettings(max_new_tokens=12, batch_tokens=1 << 20)
+    whole = taskpredict.decode(model, prompts, rows, views, params)
+    sizes = oom_above(monkeypatch, 3)
+    with caplog.at_level(logging.WARNING, "arcsub.core.memory"):
+        split = taskpredict.decode(model, prompts, rows, views, params)
+    assert sizes[:3] == [12, 6, 3] and max(sizes) == 12 and all(s <= 3 for s in sizes if s not in (12, 6))
+    assert [[c.tokens for c in cs] for cs in split] == [[c.tokens for c in cs] for cs in whole]
+    for a, b in zip(split, whole, strict=True):
+        assert a[0].logprob == pytest.approx(b[0].logprob, abs=1e-4)
+    assert sum("halving the batch" in r.message for r in caplog.records) <= 1  # logged once per process
+
+
+def test_a_single_row_that_does_not_fit_still_raises(monkeypatch):
+    oom_above(monkeypatch, 0)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        taskpredict.decode(tiny(), [encode_pair(np.ones((2, 2)))] * 2, [0, 0], [0, 0], SamplingSettings())
+
+
+def test_scoring_backs_off_too(monkeypatch):
+    model = tiny(num_tasks=2)
+    prompts = [encode_pair(np.full((2, 2), c)) for c in range(6)]
+    answers = [np.append(grid_tokens(np.full((1, 2), c)), EOS) for c in range(6)]
+    args = (model, prompts, answers, [0, 1] * 3, [0] * 6)
+    whole = taskpredict.score_answers(*args, 1 << 20)
+    calls = []
+    real = model.forward
+
+    def fake(ids, *a, **k):
+        calls.append(ids.shape[0])
+        if ids.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(ids, *a, **k)
+
+    monkeypatch.setattr(model, "forward", fake)
+    assert taskpredict.score_answers(*args, 0) == pytest.approx(whole, abs=1e-4)  # 0: auto (CPU: ceiling)
+    assert calls[0] == 6 and max(calls[1:]) <= 3

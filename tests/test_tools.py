@@ -278,7 +278,8 @@ def test_data_dataset(tmp_path, capsys, no_kaggle_creds, data_root):
 
 
 @pytest.mark.parametrize(
-    "competition, shape", [("arc-prize-2024", "NvidiaTeslaT4"), ("arc-prize-2025", None)]
+    "competition, shape",
+    [("arc-prize-2024", "NvidiaTeslaT4"), ("arc-prize-2025", None), ("arc-prize-2026", None)],
 )
 def test_kernel_variants(tmp_path, competition, shape, capsys, no_kaggle_creds):
     out = tmp_path / "k"
@@ -322,6 +323,61 @@ def test_kernel_variants(tmp_path, competition, shape, capsys, no_kaggle_creds):
     assert '"arcsub.taskmodel.pipeline:run_pipeline"' in cell
     assert 'os.environ.setdefault("ARCSUB_OVERRIDES", "train.seconds=60 a=\\"b c\\"")' in cell
     assert task["metadata"]["dataset_sources"][-1] == "carol/arcsub-data"  # its training data (RE-ARC)
+    assert task["metadata"]["id"] == f"carol/arcsub-submission-{year}-task"  # beside the in-context kernel
+
+
+def notebook_env(notebook: Path, monkeypatch) -> dict[str, str]:
+    """The ARCSUB_* variables the notebook's install cell sets (install skipped)."""
+    names = ("ARCSUB_COMPETITION", "ARCSUB_PIPELINE", "ARCSUB_OVERRIDES", "ARCSUB_RECIPE")
+    for var in names:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ARCSUB_SKIP_INSTALL", "1")
+    exec(compile("".join(read_json(notebook)["cells"][1]["source"]), "cell", "exec"), {})
+    env = {v: os.environ.get(v, "") for v in names}
+    for var in names:
+        monkeypatch.delenv(var, raising=False)
+    return env
+
+
+@pytest.mark.parametrize("competition", ["arc-prize-2025", "arc-prize-2026"])
+def test_arc2_task_notebook_carries_the_measured_recipe(tmp_path, monkeypatch, competition, no_kaggle_creds):
+    """configs/task-pipeline-arc2.yaml's settings, read back from the notebook, give the same config as the
+    file; the user's overrides stay apart (ARCSUB_OVERRIDES, applied after); other notebooks carry none."""
+    import shlex
+
+    from arcsub.core.config import load_config
+    from arcsub.kaggle.notebook import recipe_overrides
+    from arcsub.taskmodel.pipeline import TaskPipelineConfig as PipelineConfig
+
+    res = build_kernel.build(
+        tmp_path / "t", competition=competition, user="carol", pipeline="task", overrides="predict.views=8"
+    )
+    env = notebook_env(res["notebook"], monkeypatch)
+    assert env["ARCSUB_COMPETITION"] == competition and env["ARCSUB_OVERRIDES"] == "predict.views=8"
+    recipe = recipe_overrides(None, env)
+    arc2 = TOOLS.parent / "configs" / "task-pipeline-arc2.yaml"
+    assert load_config(PipelineConfig, None, recipe) == load_config(PipelineConfig, arc2)
+    assert load_config(PipelineConfig, None, recipe) != PipelineConfig()
+    assert recipe_overrides("my.yaml", env) == []  # a config file is a whole recipe of its own
+    for comp, pipeline in [("arc-prize-2024", "task"), (competition, "in-context")]:
+        other = build_kernel.build(tmp_path / comp / pipeline, competition=comp, user="c1", pipeline=pipeline)
+        assert notebook_env(other["notebook"], monkeypatch)["ARCSUB_RECIPE"] == ""
+    assert shlex.split(env["ARCSUB_RECIPE"]) == recipe
+
+
+def test_committed_notebooks_are_fresh(tmp_path):
+    """kernels/generated/ holds every competition x pipeline notebook as the builder makes it now from
+    kernels/arcsub_submission.py; regenerate with `make kernels` (python tools/build_kernel.py --all)."""
+    built = build_kernel.build_all(tmp_path)
+    committed = build_kernel.GENERATED
+    assert sorted(p.name for p in committed.iterdir()) == sorted(r["out"].name for r in built)
+    for res in built:
+        for f in sorted(res["out"].iterdir()):
+            mine = committed / res["out"].name / f.name
+            assert mine.is_file(), f"{mine} missing: run make kernels"
+            assert mine.read_text() == f.read_text(), f"{mine} is stale: run make kernels"
+        meta = read_json(res["out"] / "kernel-metadata.json")
+        assert meta["id"].startswith(f"{kaggle_common.PLACEHOLDER_USER}/")  # nobody's own user
 
 
 def test_install_cell_skippable_and_clear(tmp_path, monkeypatch, no_kaggle_creds):
@@ -391,8 +447,10 @@ def test_push_dry_run_of_the_task_pipeline_builds_the_data_dataset(
     assert rc == 0, err
     assert f"kaggle datasets create -p {tmp_path / 'o' / 'arcsub-data'}" in out
     assert read_json(tmp_path / "o" / "arcsub-data" / "manifest.json")["folders"] == ["re-arc"]
-    sources = read_json(tmp_path / "k" / "kernel-metadata.json")["dataset_sources"]
-    assert sources[-1] == f"{kaggle_common.PLACEHOLDER_USER}/arcsub-data"
+    meta = read_json(tmp_path / "k" / "kernel-metadata.json")
+    assert meta["dataset_sources"][-1] == f"{kaggle_common.PLACEHOLDER_USER}/arcsub-data"
+    assert meta["competition_sources"] == ["arc-prize-2026"]  # the task pipeline's default: ARC-AGI-2
+    assert kaggle_push.default_competition("in-context") == "arc-prize-2024"
 
 
 def test_push_needs_credentials_and_client(tmp_path, capsys, monkeypatch, no_kaggle_creds):

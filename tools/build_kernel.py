@@ -1,8 +1,9 @@
 """Generate the Kaggle submission notebook and its kernel-metadata.json from kernels/arcsub_submission.py.
 
-    python tools/build_kernel.py [--competition arc-prize-2024|arc-prize-2025] [--out kernels/build]
+    python tools/build_kernel.py [--competition arc-prize-2024|2025|2026] [--out kernels/build]
                                  [--user U] [--slug S] [--wheels-dataset U/arcsub-wheels]
                                  [--model-dataset U/arcsub-model] [--extras vllm]
+    python tools/build_kernel.py --all   # every competition x pipeline into kernels/generated/ (committed)
 
 The source is a plain Python file with `# %%` cells (`# %% [markdown]` for text); {{name}} placeholders are
 filled in (competition, wheels_dataset, model_dataset, extras). The output folder is what
@@ -10,7 +11,13 @@ filled in (competition, wheels_dataset, model_dataset, extras). The output folde
 off, the competition and both datasets attached). Two variants:
 
 - arc-prize-2024: ARC-AGI-1, 2x T4 (compute capability 7.5: fp16, torch engine);
-- arc-prize-2025: ARC-AGI-2, 4x L4 (8.9: bf16, vllm when the wheels include it: --extras vllm).
+- arc-prize-2025, arc-prize-2026: ARC-AGI-2, 4x L4 (8.9: bf16, vllm when the wheels include it: --extras vllm).
+
+With --pipeline task on an ARC-AGI-2 competition the notebook carries configs/task-pipeline-arc2.yaml (the
+measured recipe) as key=value settings in ARCSUB_RECIPE, which the notebook applies before ARCSUB_OVERRIDES
+when no config file is given. The task pipeline's kernel is arcsub-submission-<year>-task, beside the
+in-context one. --all writes the committed notebooks (kernels/generated/<competition>-<pipeline>/) under
+the placeholder user, so they do not depend on who builds them; tests/test_tools.py fails when they are stale.
 
 The output is deterministic (fixed cell ids, sorted keys), so an unchanged source gives unchanged files.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +34,7 @@ from typing import Any
 
 from kaggle_common import (
     KERNEL_METADATA,
+    PLACEHOLDER_USER,
     REPO,
     ToolError,
     check_slug,
@@ -41,9 +50,12 @@ from arcsub.kaggle.competitions import COMPETITIONS, PIPELINES
 
 PROG = "build_kernel"
 SOURCE = REPO / "kernels" / "arcsub_submission.py"
+GENERATED = REPO / "kernels" / "generated"
 NOTEBOOK = "arcsub-submission.ipynb"
 # Kaggle's accelerator names (kaggle kernels push --accelerator); None leaves the default GPU
-MACHINE_SHAPES: dict[str, str | None] = {"arc-prize-2024": "NvidiaTeslaT4", "arc-prize-2025": None}
+MACHINE_SHAPES: dict[str, str | None] = {"arc-prize-2024": "NvidiaTeslaT4"}
+# the measured settings a (pipeline, ARC version) notebook carries (ARCSUB_RECIPE)
+RECIPES: dict[tuple[str, str], Path] = {("task", "ARC-AGI-2"): REPO / "configs" / "task-pipeline-arc2.yaml"}
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 
@@ -109,6 +121,27 @@ def validate_notebook(nb: dict[str, Any]) -> None:
         raise ToolError(f"generated notebook is not valid nbformat: {str(e).splitlines()[0]}") from None
 
 
+def flat_settings(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """A nested config mapping as key=value overrides (values as JSON, which the YAML parser reads back)."""
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += flat_settings(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={json.dumps(value)}")
+    return out
+
+
+def recipe(competition: str, pipeline: str) -> str:
+    """The recipe's settings as one shell-quoted string ("" when this competition x pipeline has none)."""
+    path = RECIPES.get((pipeline, COMPETITIONS[competition].arc))
+    if path is None:
+        return ""
+    import yaml
+
+    return shlex.join(flat_settings(yaml.safe_load(path.read_text()) or {}))
+
+
 def kernel_metadata(
     user: str, slug: str, title: str, competition: str, datasets: Sequence[str], machine_shape: str | None
 ) -> dict[str, Any]:
@@ -155,8 +188,9 @@ def build(
     if competition not in COMPETITIONS:
         raise ToolError(f"--competition {competition!r}: known {', '.join(COMPETITIONS)}")
     year = competition.rsplit("-", 1)[-1]
-    slug = check_slug(slug or f"arcsub-submission-{year}", "kernel")
-    title = title or f"arcsub submission {year}"
+    tail = "-task" if pipeline == "task" else ""
+    slug = check_slug(slug or f"arcsub-submission-{year}{tail}", "kernel")
+    title = title or f"arcsub submission {year}{tail.replace('-', ' ')}"
     if re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") != slug:
         raise ToolError(
             f"kernel title {title!r} does not give the slug {slug!r} (Kaggle derives one from the other)"
@@ -179,6 +213,7 @@ def build(
     values = {
         "pipeline": PIPELINES[pipeline],
         "overrides": json.dumps(overrides)[1:-1],  # escaped for the "..." string literal it fills
+        "recipe": json.dumps(recipe(competition, pipeline))[1:-1],
         "competition": competition,
         "wheels_dataset": datasets[0],
         "model_dataset": datasets[1],
@@ -193,7 +228,7 @@ def build(
                 raise ToolError(f"{source}: cell does not compile: {e.msg} (line {e.lineno})") from None
     nb = notebook(cells)
     validate_notebook(nb)
-    shape = MACHINE_SHAPES[competition] if machine_shape == "default" else machine_shape
+    shape = MACHINE_SHAPES.get(competition) if machine_shape == "default" else machine_shape
     meta = kernel_metadata(user, slug, title, competition, datasets, shape)
     out.mkdir(parents=True, exist_ok=True)
     changed = write_json_if_changed(out / NOTEBOOK, nb)
@@ -201,8 +236,24 @@ def build(
     return {"out": out, "notebook": out / NOTEBOOK, "metadata": meta, "changed": changed, "cells": len(cells)}
 
 
+def build_all(out: Path = GENERATED) -> list[dict[str, Any]]:
+    """Every competition x pipeline notebook into out/<competition>-<pipeline>/, under the placeholder user
+    and with no extras or overrides: what `make kaggle-push` builds for each, bar the user."""
+    return [
+        build(out / f"{c}-{p}", competition=c, user=PLACEHOLDER_USER, pipeline=p)
+        for c in sorted(COMPETITIONS)
+        for p in sorted(PIPELINES)
+    ]
+
+
 def main(argv: Sequence[str]) -> int:
     p = parser(PROG, __doc__.split("\n\n")[0])
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help=f"every competition x pipeline into {rel(GENERATED)}/<competition>-<pipeline> (the committed "
+        "notebooks; the placeholder user; other options ignored)",
+    )
     p.add_argument(
         "--competition",
         default="arc-prize-2024",
@@ -227,7 +278,7 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument(
         "--machine-shape",
         default="default",
-        help="Kaggle accelerator (default: NvidiaTeslaT4 for 2024, Kaggle's default GPU for 2025)",
+        help="Kaggle accelerator (default: NvidiaTeslaT4 for 2024, Kaggle's default GPU for 2025 and 2026)",
     )
     p.add_argument("--source", type=Path, default=SOURCE, help="notebook source (default %(default)s)")
     p.add_argument(
@@ -243,6 +294,10 @@ def main(argv: Sequence[str]) -> int:
         help="pipeline config key=value overrides baked into the notebook (ARCSUB_OVERRIDES), space-separated",
     )
     args = p.parse_args(argv)
+    if args.all:
+        for res in build_all():
+            print(f"{rel(res['notebook'])}: " + ("written" if res["changed"] else "unchanged"))
+        return 0
     shape = None if args.machine_shape in ("", "none") else args.machine_shape
     res = build(
         args.out,

@@ -1,7 +1,9 @@
 """Publish to Kaggle: build the wheel and model datasets and the notebook, then upload them with the kaggle CLI.
 
     python tools/kaggle_push.py [--dry-run] [--competition arc-prize-2024] [MODEL options] [--extras vllm]
-    make kaggle-push [DRY_RUN=1] [COMPETITION=arc-prize-2025] [MODEL=dir] [EXTRAS=vllm]
+    make kaggle-push [DRY_RUN=1] [COMPETITION=arc-prize-2025] [MODEL=dir] [EXTRAS=vllm] [PIPELINE=task]
+
+COMPETITION defaults to arc-prize-2026 (ARC-AGI-2) with PIPELINE=task, else to arc-prize-2024.
 
 Steps: check credentials (~/.kaggle/kaggle.json, or KAGGLE_USERNAME and KAGGLE_KEY) and the kaggle package;
 build out/kaggle/arcsub-wheels (tools/build_wheels.py), out/kaggle/arcsub-model (tools/build_model_dataset.py),
@@ -120,12 +122,22 @@ def wait_ready(refs: Sequence[str], seconds: float, interval: float = 15.0) -> N
         time.sleep(interval)
 
 
+def default_competition(pipeline: str) -> str:
+    """The task pipeline's measured recipe is ARC-AGI-2's (ARC Prize 2026); the in-context one stays 2024's
+    (as the Makefile's COMPETITION default)."""
+    return "arc-prize-2026" if pipeline == "task" else "arc-prize-2024"
+
+
 def main(argv: Sequence[str]) -> int:
     p = parser(PROG, __doc__.split("\n\n")[0])
     p.add_argument(
         "--dry-run", action="store_true", help="build everything, upload nothing, print the commands"
     )
-    p.add_argument("--competition", default="arc-prize-2024", choices=["arc-prize-2024", "arc-prize-2025"])
+    p.add_argument(
+        "--competition",
+        choices=sorted(build_kernel.COMPETITIONS),
+        help="default: arc-prize-2026 (ARC-AGI-2) with --pipeline task, else arc-prize-2024",
+    )
     p.add_argument("--user", help="Kaggle user (default: from the credentials)")
     p.add_argument("--model", type=Path, help="model directory (default: the embedded default)")
     p.add_argument("--adapters", type=Path, help="trained LoRA folder for the model dataset")
@@ -151,6 +163,7 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--kernel-out", type=Path, default=REPO / "kernels" / "build")
     p.add_argument("--wait", type=float, default=900.0, help="seconds to wait for the datasets to be ready")
     args = p.parse_args(argv)
+    args.competition = args.competition or default_competition(args.pipeline)
 
     creds = kaggle_credentials()
     have_client = importlib.util.find_spec("kaggle") is not None

@@ -24,7 +24,8 @@ class SamplingSettings:
     mode: "greedy" (one answer per prompt), "sample" (n answers at `temperature`, optional nucleus `top_p`),
     "dfs" (ARChitects: every answer whose probability is at least `dfs_threshold`, best first).
     constrained: restrict the compact tokenizer's output to well-formed grids (digits, equal-length rows).
-    batch_tokens: memory budget of one batch, counted as rows x (prompt + max_new_tokens) tokens.
+    batch_tokens: memory budget of one batch, counted as rows x (prompt + max_new_tokens) tokens; 0 = auto:
+    the task model sizes it from the GPU's free memory (arcsub.core.memory), the LM engine takes 262_144.
     """
 
     mode: SamplingMode = "greedy"
@@ -51,8 +52,8 @@ class SamplingSettings:
             raise ArcDataError(f"sampling: dfs_threshold={self.dfs_threshold} must be in (0, 1]")
         if self.max_new_tokens < 1:
             raise ArcDataError(f"sampling: max_new_tokens={self.max_new_tokens} must be at least 1")
-        if self.batch_tokens < 1:
-            raise ArcDataError(f"sampling: batch_tokens={self.batch_tokens} must be at least 1")
+        if self.batch_tokens < 0:
+            raise ArcDataError(f"sampling: batch_tokens={self.batch_tokens} must be 0 (auto) or more")
         return self
 
 

@@ -91,6 +91,11 @@ COMPETITIONS: dict[str, Competition] = {
     "arc-prize-2025": Competition(
         "arc-prize-2025", "ARC-AGI-2", 240, 4, "L4", 24, (8, 9), frozenset(_PUBLIC_2025.split())
     ),
+    # ARC Prize 2026, ARC-AGI-2 track. Its public stand-in ids are not known here: the 2025 set stands in (the
+    # public ARC-AGI-2 evaluation tasks); the hidden-task count and the machine are taken as 2025's too.
+    "arc-prize-2026": Competition(
+        "arc-prize-2026", "ARC-AGI-2", 240, 4, "L4", 24, (8, 9), frozenset(_PUBLIC_2025.split())
+    ),
 }
 
 

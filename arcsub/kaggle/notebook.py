@@ -25,7 +25,7 @@ Every path can be moved with environment variables, so a fake ``/kaggle`` tree w
 ARCSUB_KAGGLE_ROOT         the /kaggle folder (input/ and working/ below it)
 ARCSUB_KAGGLE_INPUT        the input folder (default ROOT/input)
 ARCSUB_KAGGLE_WORKING      the working folder, where submission.json goes (default ROOT/working)
-ARCSUB_COMPETITION         competition slug (arc-prize-2024 | arc-prize-2025); default: the one found
+ARCSUB_COMPETITION         competition slug (arc-prize-2024 | 2025 | 2026); default: the one found
 ARCSUB_CHALLENGES          the challenges file itself
 ARCSUB_MODEL_DIR           a model directory (skips the model dataset search)
 ARCSUB_TIME_LIMIT          seconds the whole notebook may run (default 43200 = 12 h)
@@ -36,6 +36,9 @@ ARCSUB_SELFCHECK_TASKS     tasks the self-check runs (default 4)
 ARCSUB_SELFCHECK_BUDGET    seconds the self-check may take (default 900)
 ARCSUB_CONFIG              pipeline config file (YAML/JSON); default: pipeline.yaml of the model dataset
 ARCSUB_OVERRIDES           whitespace-separated key=value pipeline config overrides
+ARCSUB_RECIPE              key=value settings baked in by tools/build_kernel.py (the task pipeline on ARC-AGI-2:
+                           configs/task-pipeline-arc2.yaml), applied before ARCSUB_OVERRIDES when no config
+                           file is given (neither ARCSUB_CONFIG nor a model dataset's pipeline.yaml)
 ARCSUB_PIPELINE            module:function of the pipeline (default arcsub.lm.pipeline:run_pipeline)
 ARCSUB_KAGGLE_STRICT       1: re-raise a pipeline error after the submission is finalised (dry runs)
 =========================  ==========================================================================
@@ -246,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         run_pipeline, load_cfg = load_pipeline(env_value("ARCSUB_PIPELINE", env))
         config = args.config or env_value("ARCSUB_CONFIG", env)
         overrides = [*shlex.split(env_value("ARCSUB_OVERRIDES", env, "")), *args.overrides]
-        cfg = load_cfg(config, overrides)
+        cfg = load_cfg(config, [*recipe_overrides(config, env), *overrides])
         if (
             trains_from_scratch(cfg)
             and not (args.model or env_value("ARCSUB_MODEL_DIR", env))
@@ -324,6 +327,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if error is not None and env_value("ARCSUB_KAGGLE_STRICT", env) == "1":
         raise error
     return summary
+
+
+def recipe_overrides(config: str | None, env: Mapping[str, str] | None = None) -> list[str]:
+    """The baked-in recipe (ARCSUB_RECIPE) as overrides, or none when a config file is given: a file is a
+    whole recipe of its own, and the recipe's keys would silently win over it."""
+    return [] if config else shlex.split(env_value("ARCSUB_RECIPE", env, ""))
 
 
 def trains_from_scratch(cfg: Any) -> bool:

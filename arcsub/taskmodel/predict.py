@@ -45,6 +45,7 @@ from arcsub.core.data import (
 )
 from arcsub.core.device import pick_dtype
 from arcsub.core.grammar import SYNC_EVERY, GridConstraint, decoding_sdpa_backends
+from arcsub.core.memory import halving_on_oom, tokens_that_fit, usable_memory
 from arcsub.core.runs import Attempts, Predictions, check_run_inputs, score_run
 from arcsub.core.select import NEEDS_SCORER, Scorer, select
 from arcsub.taskmodel.data import (
@@ -60,13 +61,18 @@ from arcsub.taskmodel.data import (
     pair_views,
     task_pairs_for_views,
 )
-from arcsub.taskmodel.model import ArcTaskForCausalLM, load_task_model, next_output_position
+from arcsub.taskmodel.model import (
+    ArcTaskConfig,
+    ArcTaskForCausalLM,
+    load_task_model,
+    next_output_position,
+)
 
 log = logging.getLogger("arcsub.taskmodel.predict")
 
 
 def _default_sampling() -> SamplingSettings:
-    return SamplingSettings(batch_tokens=1 << 20)
+    return SamplingSettings(batch_tokens=0)  # 0: sized from the GPU's memory (auto_batch_tokens)
 
 
 @dataclass
@@ -76,7 +82,8 @@ class TaskPredictConfig:
     views: int = 32  # views per test input (identity, the other D8 elements, then random D8 + colours)
     d8: bool = True
     colours: bool = True
-    sampling: SamplingSettings = field(default_factory=_default_sampling)  # greedy or sample; batch_tokens
+    # greedy or sample; batch_tokens 0 = auto (from the GPU's memory, at most 1 << 20), or a fixed budget
+    sampling: SamplingSettings = field(default_factory=_default_sampling)
     # likelihood: measured best at every view count (docs/experiments/task-model-arc1-eval.md: 0.52 vs 0.48
     # by vote at 32 views); scoring is one teacher-forced pass per distinct answer and scoring view
     selection: Literal["vote", "likelihood", "vote+likelihood"] = "likelihood"
@@ -100,6 +107,38 @@ class TaskPredictConfig:
 COMPACT_AT = 1 / 8  # drop finished rows from a decoding batch once this share of its live rows is done
 
 
+def decode_bytes_per_token(config: ArcTaskConfig, dtype: torch.dtype, prompt_len: int, max_new: int) -> float:
+    """Peak GPU bytes per token of a decoding batch's budget, rows x (prompt_len + max_new).
+
+    Counted: the KV cache (layers x 2 x hidden x dtype bytes per token) twice, since dropping finished rows
+    copies it; one layer's prefill activations per prompt token (qkv, rotated q/k, attention and residual
+    outputs, SwiGLU's gate, up and product: 8 hidden + 3 intermediate) and its logits (bf16/fp16 + fp32);
+    and the dense SDPA padding mask, rows x L x L bools and their additive float form, that every path
+    decodes with (the cache path has no flex mask; on the T4 path nothing else would take it)."""
+    b = dtype.itemsize
+    h, inter = config.hidden_size, config.intermediate_size
+    kv = config.num_hidden_layers * 2 * h * b
+    prefill = (8 * h + 3 * inter) * b + config.vocab_size * (b + 4) + prompt_len * (1 + b)
+    return 2 * kv + prefill * prompt_len / (prompt_len + max_new)
+
+
+def auto_batch_tokens(
+    memory_bytes: int | None, config: ArcTaskConfig, dtype: torch.dtype, prompt_len: int, max_new: int
+) -> int:
+    """The decoding token budget that fits `memory_bytes` (None, a CPU: the 1 << 20 ceiling)."""
+    return tokens_that_fit(memory_bytes, decode_bytes_per_token(config, dtype, prompt_len, max_new))
+
+
+def batch_budget(model: ArcTaskForCausalLM, batch_tokens: int, prompt_len: int, max_new: int) -> int:
+    """batch_tokens when set, else the budget that fits this process's free GPU memory now (logged)."""
+    if batch_tokens:
+        return batch_tokens
+    w = model.lm_head.weight
+    budget = auto_batch_tokens(usable_memory(w.device), model.config, w.dtype, prompt_len, max_new)
+    log.info("batch_tokens auto: %d (prompts up to %d tokens, %d new)", budget, prompt_len, max_new)
+    return budget
+
+
 @torch.no_grad()
 def decode(
     model: ArcTaskForCausalLM,
@@ -109,17 +148,26 @@ def decode(
     params: SamplingSettings,
     progress: bool = False,
 ) -> list[list[Candidate]]:
-    """Candidates (greedy: 1, sample: n) for each prompt, batched by length under params.batch_tokens."""
+    """Candidates (greedy: 1, sample: n) for each prompt, batched by length under params.batch_tokens (0:
+    sized from the GPU's memory); a batch that runs out of memory is split in halves and retried."""
     out: list[list[Candidate]] = [[] for _ in prompts]
+    if not prompts:
+        return out
     gen = torch.Generator(device=model.lm_head.weight.device).manual_seed(params.seed)
     each = params.n if params.mode == "sample" else 1
-    batches = length_batches([len(p) for p in prompts], each, params.max_new_tokens, params.batch_tokens)
-    for idx in tqdm(batches, desc="decode", unit="batch", disable=not progress, file=sys.stderr):
+    lengths = [len(p) for p in prompts]
+    budget = batch_budget(model, params.batch_tokens, max(lengths), params.max_new_tokens)
+
+    def run(idx: Sequence[int]) -> list[Candidate]:
         rep = [i for i in idx for _ in range(each)]
-        cands = decode_batch(
+        return decode_batch(
             model, [prompts[i] for i in rep], [rows[i] for i in rep], [views[i] for i in rep], params, gen
         )
-        for i, c in zip(rep, cands, strict=True):
+
+    batches = length_batches(lengths, each, params.max_new_tokens, budget)
+    for idx in tqdm(batches, desc="decode", unit="batch", disable=not progress, file=sys.stderr):
+        rep = [i for i in idx for _ in range(each)]
+        for i, c in zip(rep, halving_on_oom(run, idx, "task-model decoding"), strict=True):
             out[i].append(c)
     return out
 
@@ -217,11 +265,18 @@ def score_answers(
     views: Sequence[int],
     batch_tokens: int,
 ) -> list[float]:
-    """Summed log-probability of each answer (output tokens and eos) after its prompt (teacher forcing)."""
+    """Summed log-probability of each answer (output tokens and eos) after its prompt (teacher forcing).
+
+    batch_tokens 0 sizes batches from the GPU's memory as for decoding (a teacher-forced row of prompt +
+    answer costs less than a decoded one: no cache); out-of-memory batches are halved and retried."""
     dev = model.lm_head.weight.device
     seqs = [np.concatenate([p, a]) for p, a in zip(prompts, answers, strict=True)]
     scores = [0.0] * len(seqs)
-    for idx in length_batches([len(s) for s in seqs], 1, 0, batch_tokens):
+    if not seqs:
+        return scores
+    budget = batch_budget(model, batch_tokens, max(len(p) for p in prompts), max(len(a) for a in answers))
+
+    def run(idx: Sequence[int]) -> list[float]:
         ids, mask = _left_pad([seqs[i] for i in idx], dev)
         logits = model(
             ids,
@@ -233,7 +288,10 @@ def score_answers(
         answer_len = torch.as_tensor([len(answers[i]) for i in idx], device=dev)
         first = ids.shape[1] - answer_len  # index of the first answer token (prompts are left-padded)
         in_answer = torch.arange(1, ids.shape[1], device=dev)[None, :] >= first[:, None]
-        for i, s in zip(idx, (lp * in_answer).sum(-1).tolist(), strict=True):
+        return (lp * in_answer).sum(-1).tolist()
+
+    for idx in length_batches([len(s) for s in seqs], 1, 0, budget):
+        for i, s in zip(idx, halving_on_oom(run, idx, "task-model scoring"), strict=True):
             scores[i] = s
     return scores
 

@@ -24,6 +24,7 @@ from arcsub.core.candidates import Candidate, SamplingSettings, group_indices, l
 from arcsub.core.device import default_device, pick_dtype
 from arcsub.core.encode import Codec
 from arcsub.core.grammar import SYNC_EVERY, GridConstraint, GridState, decoding_sdpa_backends
+from arcsub.core.memory import halving_on_oom
 from arcsub.lm.infer.base import AdapterList, Engine, resolve_adapters
 
 log = logging.getLogger("arcsub.lm.infer")
@@ -169,7 +170,7 @@ class TorchEngine(Engine):
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = dtype or pick_dtype("auto", self.device)
         self.codec = Codec(tokenizer)
-        self.batch_tokens = batch_tokens
+        self.batch_tokens = batch_tokens or SamplingSettings.batch_tokens  # 0 (auto): the default budget
         self.max_loaded_adapters = max(1, max_loaded_adapters)
         _cast_params(model, self.device, self.dtype)
         self.model = model.eval()
@@ -316,12 +317,17 @@ class TorchEngine(Engine):
         generator = torch.Generator(device=self.device).manual_seed(params.seed)
         reps = params.n if params.mode == "sample" else 1
         names = self._row_adapter_names(paths) if params.mode != "dfs" else None
+        budget = params.batch_tokens or self.batch_tokens  # 0 (auto): the engine's budget
         if names is not None:
             with torch.inference_mode():
                 lengths = [len(p) for p in prompts]
-                for batch in length_batches(lengths, reps, params.max_new_tokens, params.batch_tokens):
-                    cands = self._decode(
-                        [prompts[i] for i in batch], reps, params, generator, [names[i] for i in batch]
+                for batch in length_batches(lengths, reps, params.max_new_tokens, budget):
+                    cands = halving_on_oom(
+                        lambda b: self._decode(
+                            [prompts[i] for i in b], reps, params, generator, [names[i] for i in b]
+                        ),
+                        batch,
+                        "LM decoding",
                     )
                     for i, c in zip(batch, cands, strict=True):
                         out[i] = c
@@ -333,12 +339,15 @@ class TorchEngine(Engine):
                         out[i] = self._dfs(prompts[i], params)
                     continue
                 lengths = [len(prompts[i]) for i in idx]
-                for batch in length_batches(lengths, reps, params.max_new_tokens, params.batch_tokens):
+                for batch in length_batches(lengths, reps, params.max_new_tokens, budget):
                     rows = [idx[j] for j in batch]
-                    for i, cands in zip(
-                        rows, self._decode([prompts[i] for i in rows], reps, params, generator), strict=True
-                    ):
-                        out[i] = cands
+                    cands = halving_on_oom(
+                        lambda b: self._decode([prompts[i] for i in b], reps, params, generator),
+                        rows,
+                        "LM decoding",
+                    )
+                    for i, c in zip(rows, cands, strict=True):
+                        out[i] = c
         return out
 
     def _choose(
@@ -490,11 +499,12 @@ class TorchEngine(Engine):
                 for batch in length_batches(lengths, 1, 0, self.batch_tokens):
                     rows = [idx[j] for j in batch if len(answers[idx[j]])]
                     if rows:
-                        for i, s in zip(
+                        scores = halving_on_oom(
+                            lambda b: self._score_batch([prompts[i] for i in b], [answers[i] for i in b]),
                             rows,
-                            self._score_batch([prompts[i] for i in rows], [answers[i] for i in rows]),
-                            strict=True,
-                        ):
+                            "LM scoring",
+                        )
+                        for i, s in zip(rows, scores, strict=True):
                             out[i] = s
         return out
 
