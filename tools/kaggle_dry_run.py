@@ -250,7 +250,7 @@ def check_submission(tree: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str]) -> int:
+def build_parser():
     p = parser(PROG, __doc__.split("\n\n")[0])
     p.add_argument("--competition", default="arc-prize-2024", choices=sorted(COMPETITIONS))
     p.add_argument(
@@ -292,11 +292,11 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--execute", type=Path, help=argparse_hidden())
     p.add_argument("--working", type=Path, help=argparse_hidden())
     p.add_argument("--pid-file", type=Path, help=argparse_hidden())
-    args = p.parse_args(argv)
+    return p
 
-    if args.execute:  # inner: inside the namespace
-        return execute(args.execute, args.working, args.out / "executed.ipynb", args.timeout, args.pid_file)
 
+def check_args(args) -> None:
+    """Refuse bad arguments and a missing notebook runner before anything is built."""
     if args.tasks < 1:
         raise ToolError("--tasks must be at least 1")
     if args.time_limit <= 0:
@@ -304,14 +304,10 @@ def main(argv: Sequence[str]) -> int:
     for mod in ("nbclient", "nbformat", "ipykernel"):
         if __import__("importlib").util.find_spec(mod) is None:
             raise ToolError(f"{mod} is not installed: .venv/bin/pip install 'arcsub[kaggle]'")
-    out = args.out.resolve()
-    tree = build_tree(out, args.competition, args.tasks, args.model, not args.skip_install, args.pipeline)
-    working = tree["root"] / "working"
-    print(
-        f"{PROG}: fake tree {rel(tree['root'])}: {len(tree['ids'])} task(s) {', '.join(tree['ids'])}; "
-        f"model {tree['model_note']}"
-    )
 
+
+def kernel_env(args, tree: dict, out: Path) -> dict[str, str]:
+    """The notebook's environment: the allow-listed variables, the fake /kaggle tree and the run's knobs."""
     env = {
         **notebook_env(os.environ),
         "ARCSUB_KAGGLE_ROOT": str(tree["root"]),
@@ -337,69 +333,68 @@ def main(argv: Sequence[str]) -> int:
         env["ARCSUB_CONFIG"] = str(args.config.resolve())
     if args.overrides:
         env["ARCSUB_OVERRIDES"] = args.overrides
+    return env
 
-    pid_file = out / "kernel.pid"
-    pid_file.unlink(missing_ok=True)
-    inner = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--execute",
-        str(tree["notebook"]),
-        "--working",
-        str(working),
-        "--out",
-        str(out),
-        "--timeout",
-        str(args.timeout),
-        "--pid-file",
-        str(pid_file),
-    ]
-    network = "on (--network on)"
-    if args.network == "off":
-        ok, why = unshare_works()
-        if ok:
-            inner = [*offline_wrapper(), *inner]
-            network = "off (unshare -n)"
-        else:
-            network = f"ON - could not disable it: unshare -n failed ({why}); ran with the network"
-            print(f"{PROG}: note: networking NOT disabled: `unshare -n` failed here ({why})", file=sys.stderr)
 
+def kernel_command(args, tree: dict, out: Path, pid_file: Path) -> tuple[list[str], str]:
+    """The inner command that executes the notebook (inside `unshare -n` when asked and possible), and a
+    note saying whether the network was really off."""
+    inner = [sys.executable, str(Path(__file__).resolve()), "--execute", str(tree["notebook"])]
+    inner += ["--working", str(tree["root"] / "working"), "--out", str(out), "--timeout", str(args.timeout)]
+    inner += ["--pid-file", str(pid_file)]
+    if args.network != "off":
+        return inner, "on (--network on)"
+    ok, why = unshare_works()
+    if ok:
+        return [*offline_wrapper(), *inner], "off (unshare -n)"
+    print(f"{PROG}: note: networking NOT disabled: `unshare -n` failed here ({why})", file=sys.stderr)
+    return inner, f"ON - could not disable it: unshare -n failed ({why}); ran with the network"
+
+
+def kill_after_baseline(
+    proc, sub_path: Path, pid_file: Path, delay: float, timeout: float, t0: float
+) -> float:
+    """Wait for the baseline submission, wait `delay` more, SIGKILL the run and its kernel; returns when."""
+    while not sub_path.is_file() and proc.poll() is None and time.time() - t0 < timeout:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        raise ToolError(f"the run ended (exit {proc.returncode}) before the kill; nothing to test")
+    if not sub_path.is_file():
+        raise ToolError(f"no baseline submission after {timeout:.0f} s")
+    time.sleep(delay)
+    kernel_pid = int(pid_file.read_text()) if pid_file.is_file() else None
+    for pgid in (proc.pid, kernel_pid):
+        if pgid:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    killed_at = time.time() - t0
+    proc.wait()
+    return killed_at
+
+
+def run_kernel(
+    args, inner: list[str], env: dict, working: Path, pid_file: Path
+) -> tuple[int, float, float | None]:
+    """(exit code, seconds, seconds into the run of the kill or None) of one notebook run."""
     t0 = time.time()
     proc = subprocess.Popen(inner, env=env, start_new_session=True)
-    sub_path = working / SUBMISSION_FILE
-    killed_at = None
     if args.kill_after_baseline is not None:
-        while not sub_path.is_file() and proc.poll() is None and time.time() - t0 < args.timeout:
-            time.sleep(0.05)
-        if proc.poll() is not None:
-            raise ToolError(f"the run ended (exit {proc.returncode}) before the kill; nothing to test")
-        if not sub_path.is_file():
-            raise ToolError(f"no baseline submission after {args.timeout:.0f} s")
-        time.sleep(args.kill_after_baseline)
-        kernel_pid = int(pid_file.read_text()) if pid_file.is_file() else None
-        for pgid in (proc.pid, kernel_pid):
-            if pgid:
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        killed_at = time.time() - t0
-        proc.wait()
-        rc = 0
-    else:
-        try:
-            rc = proc.wait(timeout=args.timeout + 60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise ToolError(f"the run took longer than {args.timeout:.0f} s: killed") from None
-    seconds = time.time() - t0
-
-    summary = read_json(working / SUMMARY) if (working / SUMMARY).is_file() else {}
+        sub_path = working / SUBMISSION_FILE
+        killed_at = kill_after_baseline(proc, sub_path, pid_file, args.kill_after_baseline, args.timeout, t0)
+        return 0, time.time() - t0, killed_at
     try:
-        check = check_submission(tree)
-    except ArcDataError as e:
-        print(f"{PROG}: FAILED: submission invalid: {e}", file=sys.stderr)
-        return 1
+        rc = proc.wait(timeout=args.timeout + 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise ToolError(f"the run took longer than {args.timeout:.0f} s: killed") from None
+    return rc, time.time() - t0, None
+
+
+def report_run(out: Path, tree: dict, summary: dict, check: dict, network: str, run: tuple) -> dict:
+    """Write report.json and print the one-line verdict of a notebook run."""
+    rc, seconds, killed_at = run
     report = {
         "network": network,
         "seconds": round(seconds, 1),
@@ -428,6 +423,33 @@ def main(argv: Sequence[str]) -> int:
         f"{PROG}: {what}; network {network}; {check['tasks']} task(s), score {check['score']:.3f} "
         f"({check['solved']}/{check['outputs']} outputs){run_info}; report {rel(out / 'report.json')}"
     )
+    return report
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.execute:  # inner: inside the namespace
+        return execute(args.execute, args.working, args.out / "executed.ipynb", args.timeout, args.pid_file)
+    check_args(args)
+    out = args.out.resolve()
+    tree = build_tree(out, args.competition, args.tasks, args.model, not args.skip_install, args.pipeline)
+    working = tree["root"] / "working"
+    print(
+        f"{PROG}: fake tree {rel(tree['root'])}: {len(tree['ids'])} task(s) {', '.join(tree['ids'])}; "
+        f"model {tree['model_note']}"
+    )
+    pid_file = out / "kernel.pid"
+    pid_file.unlink(missing_ok=True)
+    inner, network = kernel_command(args, tree, out, pid_file)
+    run = run_kernel(args, inner, kernel_env(args, tree, out), working, pid_file)
+    summary = read_json(working / SUMMARY) if (working / SUMMARY).is_file() else {}
+    try:
+        check = check_submission(tree)
+    except ArcDataError as e:
+        print(f"{PROG}: FAILED: submission invalid: {e}", file=sys.stderr)
+        return 1
+    report_run(out, tree, summary, check, network, run)
+    rc, _, killed_at = run
     if killed_at is None and (rc != 0 or summary.get("error") or not summary):
         return 1
     return 0

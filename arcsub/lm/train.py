@@ -4,7 +4,6 @@ batches, mixed precision, gradient accumulation, exact resume, DDP under torchru
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
@@ -32,9 +31,11 @@ from arcsub.lm.batches import Batch, DataSettings, StepBatches, TaskPool
 from arcsub.lm.models import PRESETS, LoraSettings, apply_lora, build_model, load_model, shrink_vocab
 from arcsub.training.runtime import (
     OptimSettings,
+    backward_micro_steps,
     build_optimizer,
     checkpoint_or_stop,
     clear_checkpoints,
+    log_record,
     lr_at,
     make_scaler,
     open_log,
@@ -232,7 +233,11 @@ def _load_base(cfg: TrainConfig, device: torch.device, backend: str = "plain", d
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
-    """Run (or resume) a training run; returns its directory, whose model/ holds the final model."""
+    """Run (or resume) a training run; returns its directory, whose model/ holds the final model.
+
+    Set-up, loop and save stay in one function on purpose (~75 lines): the order of a step's parts (batch of
+    (seed, step, rank), backward, optimizer step, log, checkpoint) is what makes a resumed run equal to an
+    uninterrupted one, and it reads best in one place; the parts themselves are training.runtime's."""
     backend = check_backend(cfg)
     check_sources(cfg)
     run = Path(cfg.out_dir) / run_name(cfg)
@@ -281,30 +286,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         micro = [next(it) for _ in range(ga)]
         n_label = sum(int((b.labels[:, 1:] != -100).sum()) for b in micro)  # counted on the CPU: no GPU sync
         window_tokens += sum(b.useful_tokens for b in micro)
-        micro = [b.to(device) for b in micro]
-        loss_sum = torch.zeros((), device=device)  # read back only when logging: no GPU sync per step
-        for i, b in enumerate(micro):
-            sync = i == ga - 1 or dist.world == 1
-            ctx = fwd.no_sync() if (dist.world > 1 and not sync) else contextlib.nullcontext()
-            with ctx, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                loss = token_loss(fwd, b, n_label)
-            (scaler.scale(loss) if scaler else loss).backward()
-            loss_sum += loss.detach()
+        loss_sum = backward_micro_steps(
+            fwd, micro, lambda b, n=n_label: token_loss(fwd, b.to(device), n), dist, device, dtype, scaler
+        )
         lr = cfg.optim.lr * lr_at(step, cfg.optim, cfg.steps)
         gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)
         step += 1
         bar.update(1)
         if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
-            dt = time.time() - window_t
-            tps = window_tokens * dist.world / max(dt, 1e-9)
-            rec = {
-                "step": step,
-                "loss": round(float(loss_sum), 5),
-                "lr": lr,
-                "grad_norm": float(gnorm),
-                "tokens_per_s": round(tps),
-                "elapsed_s": round(time.time() - t0, 2),
-            }
+            tps = window_tokens * dist.world / max(time.time() - window_t, 1e-9)
+            rec = log_record(step, loss_sum, lr, gnorm, tps, t0)
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{tps / 1e3:.0f}k")

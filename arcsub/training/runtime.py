@@ -5,6 +5,7 @@ time budget, the DataLoader of ready-made steps, and checkpoints that a rerun of
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -146,6 +147,34 @@ def optimizer_step(model, opt, scaler, grad_clip: float, lr: float) -> torch.Ten
         opt.step()
     opt.zero_grad(set_to_none=True)
     return gnorm
+
+
+def backward_micro_steps(
+    fwd, micro: list, loss_of: Callable, dist: Dist, device, dtype, scaler
+) -> torch.Tensor:
+    """Forward and backward of one step's micro-batches: gradients all-reduced only on the last (no_sync before
+    it), autocast in `dtype`, loss scaling for fp16. Returns the summed loss as a tensor, read back only when
+    logging (no GPU sync per step). `loss_of(batch)` moves the batch to the device and returns its loss."""
+    loss_sum = torch.zeros((), device=device)
+    for i, b in enumerate(micro):
+        ctx = fwd.no_sync() if dist.world > 1 and i < len(micro) - 1 else contextlib.nullcontext()
+        with ctx, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = loss_of(b)
+        (scaler.scale(loss) if scaler else loss).backward()
+        loss_sum += loss.detach()
+    return loss_sum
+
+
+def log_record(step: int, loss_sum: torch.Tensor, lr: float, gnorm, tokens_per_s: float, t0: float) -> dict:
+    """One line of a run's log.jsonl (both trainers write the same keys; `arcsub plot` reads them)."""
+    return {
+        "step": step,
+        "loss": round(float(loss_sum), 5),
+        "lr": lr,
+        "grad_norm": float(gnorm),
+        "tokens_per_s": round(tokens_per_s),
+        "elapsed_s": round(time.time() - t0, 2),
+    }
 
 
 def budget_spent(budget: float, t0: float, dist: Dist, device: torch.device) -> bool:
