@@ -28,9 +28,7 @@ def test_dry_run_trains_on_demonstrations_only_and_scores(arc1_eval_files, tmp_p
     out = tmp_path / "run"
     rc = main(
         [
-            "dry-run",
-            "--pipeline",
-            "task",
+            "dry-run",  # the task pipeline is the default
             "--tasks",
             "2",
             "-o",
