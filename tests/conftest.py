@@ -49,6 +49,20 @@ def arc1_eval_files(data_root: Path) -> tuple[Path, Path]:
     return challenges, solutions
 
 
+@pytest.fixture(scope="session")
+def pretrained_task_model(arc1_train: dict[str, Task], tmp_path_factory) -> Path:
+    """A tiny task model pretrained for 10 steps on the 3 smallest ARC-AGI-1 training tasks, trained once per
+    session and shared (read it, copy it; do not train into it)."""
+    from test_tasktrain import smallest, tiny_config, write_subset
+
+    from arcsub.taskmodel.train import train
+
+    root = tmp_path_factory.mktemp("pretrained-task-model")
+    ch, _ = write_subset(arc1_train, smallest(arc1_train, 3), root, "tr")
+    cfg = tiny_config(f"data.challenges=[{ch}]", "steps=10", "seq_len=512", f"out_dir={root / 'pre'}")
+    return train(cfg, progress=False) / "model"
+
+
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     """A fresh temporary folder for the test's files."""

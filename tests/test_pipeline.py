@@ -59,18 +59,20 @@ def test_pipeline_ttft_predict_score_and_resume(model_dir, arc1_eval_files, tmp_
 
 def test_dry_run_cli(model_dir, arc1_eval_files, tmp_path, capsys):
     challenges, _ = arc1_eval_files
+    in_context = ["dry-run", "--pipeline", "in-context"]  # one flag away from the default task pipeline
     rc = main(
-        ["dry-run", "--tasks", "1", "-o", str(tmp_path / "d"), "--json", "ttft_enabled=false", *CHEAP[3:]]
+        [*in_context, "--tasks", "1", "-o", str(tmp_path / "d"), "--json", "ttft_enabled=false", *CHEAP[3:]]
     )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["tasks"] == 1 and 0.0 <= out["score"] <= 1.0
-    assert main(["dry-run", "--tasks", "1", "bogus=1"]) == 2
+    assert set(out["stage_seconds"]) == {"ttft", "predict"}  # the in-context stages, not train + predict
+    assert main([*in_context, "--tasks", "1", "bogus=1"]) == 2
     rc = main(
         [
-            "dry-run",
+            *in_context,
             "--tasks",
-            "2",
+            "1",
             "--first",
             "-o",
             str(tmp_path / "f"),
@@ -79,7 +81,6 @@ def test_dry_run_cli(model_dir, arc1_eval_files, tmp_path, capsys):
             *CHEAP[3:],
         ]
     )
-    first_two = list(json.loads(Path(challenges).read_text()))[:2]
-    assert rc == 0 and sorted(json.loads((tmp_path / "f" / "submission.json").read_text())) == sorted(
-        first_two
-    )
+    first = list(json.loads(Path(challenges).read_text()))[:1]
+    assert first != pick_dry_run_tasks(challenges, 1)  # the file's first task is not its smallest
+    assert rc == 0 and list(json.loads((tmp_path / "f" / "submission.json").read_text())) == first

@@ -91,20 +91,30 @@ def test_new_settings_keep_old_run_names_and_match_old_run_folders(tmp_path):
         check_same_run(tmp_path, widened)
 
 
+A2_GEN = "data:extra/arc-gen/arc2-training.json.xz"
+
+
 @pytest.fixture(scope="module")
-def preset_source(data_root) -> PairSource:
-    """The widened ARC-AGI-2 preset's sources on the real data (a few seconds: loaded once)."""
+def preset_source(data_root, tmp_path_factory) -> PairSource:
+    """The widened ARC-AGI-2 preset's sources on the real data, its generated pairs sliced (loaded once, ~5 s):
+    every challenge file, the ttt file, holdout and the guard as in the preset; RE-ARC as three of its real task
+    files and ARC-GEN as its ARC-AGI-2 training file alone (the whole of both is ~120k pairs and 30 s to parse)."""
     cfg = load_config(TaskTrainConfig, CONFIGS / "task-transductive-arc2-data.yaml")
-    return PairSource(cfg.data)
+    assert A2_GEN in cfg.data.generated and cfg.data.re_arc
+    re_arc = tmp_path_factory.mktemp("re-arc")
+    for f in sorted((resolve_path(cfg.data.re_arc) / "tasks").glob("*.json"))[:3]:
+        (re_arc / f.name).symlink_to(f)
+    return PairSource(dataclasses.replace(cfg.data, re_arc=str(re_arc), generated=[A2_GEN]))
 
 
 def test_the_widened_arc2_preset_holds_arc_gen_and_no_arc2_evaluation_task(preset_source):
     ids = training_ids(preset_source)
     arc2_eval = set(read_json(resolve_path(A2_EVAL)))
-    arc2_gen = set(read_json(resolve_path("data:extra/arc-gen/arc2-training.json.xz")))
+    arc2_gen = set(read_json(resolve_path(A2_GEN)))
     assert len(arc2_gen) > 150 and arc2_gen <= ids["generated"]
     assert all(not arc2_eval & found for found in ids.values())
     assert ids["arc"] >= set(read_json(resolve_path("data:arc-agi-2/arc-agi_training_challenges.json")))
     assert len(ids["arc"]) == 1027  # 1033 distinct ARC-AGI-1/2 training and evaluation tasks less the 6
     assert {s.task_id for s in dict(preset_source.sources)["ttt"]} == arc2_eval
     assert len(preset_source.task_ids) == len(set(preset_source.task_ids))
+    assert len(ids["re-arc"]) == 3 and ids["re-arc"] <= ids["arc"]  # RE-ARC pairs share their task's row

@@ -28,9 +28,7 @@ def test_dry_run_trains_on_demonstrations_only_and_scores(arc1_eval_files, tmp_p
     out = tmp_path / "run"
     rc = main(
         [
-            "dry-run",
-            "--pipeline",
-            "task",
+            "dry-run",  # the task pipeline is the default
             "--tasks",
             "2",
             "-o",
@@ -75,7 +73,7 @@ def test_kaggle_notebook_runs_the_task_pipeline_without_a_model_dataset(kaggle_e
     path = _eval_challenges(kaggle_env, "arc-prize-2024", ids, arc1_eval)
     monkeypatch.setenv("ARCSUB_PIPELINE", "arcsub.taskmodel.pipeline:run_pipeline")
     monkeypatch.setenv("ARCSUB_CONFIG", str(CPU))
-    monkeypatch.setenv("ARCSUB_TIME_LIMIT", "40")  # ~25 s of training fitted to the budget, then prediction
+    monkeypatch.setenv("ARCSUB_TIME_LIMIT", "30")  # ~18 s of training fitted to the budget, then prediction
     summary = notebook.main(["predict.views=2", "train.seq_len=512"])
     assert "error" not in summary and summary["predicted"] == 2
     plan = read_json(kaggle_env / "working" / "task-model" / "plan.json")
@@ -96,11 +94,13 @@ def test_two_workers_train_through_torchrun_and_share_the_prediction(arc1_eval_f
         assert list(read_json(tmp_path / "run" / f"attempts.{rank}.json")) == [task]
 
 
-def test_a_pretrained_task_model_is_continued_on_the_test_tasks(arc1_train, arc1_eval_files, tmp_path):
+def test_a_pretrained_task_model_is_continued_on_the_test_tasks(
+    pretrained_task_model, arc1_eval_files, tmp_path
+):
     """model=<task-model dir>: the pipeline test-time trains it (mode ttt: new rows for the test tasks)."""
     from arcsub.taskmodel.model import load_task_model
 
-    pre = _pretrained_task_model(arc1_train, tmp_path)
+    pre = pretrained_task_model
     challenges, _ = arc1_eval_files
     ids = pick_dry_run_tasks(challenges, 2)
     cfg = load_pipeline_config(CPU, [*FAST, f"model={pre}", "train.data.challenges=[]"])
@@ -111,22 +111,9 @@ def test_a_pretrained_task_model_is_continued_on_the_test_tasks(arc1_train, arc1
     assert set(ids) <= set(index.rows) and len(index) == 3 + 2  # the pretrained rows kept, two new ones
 
 
-def _pretrained_task_model(arc1_train, tmp_path: Path) -> Path:
-    """A tiny task model pretrained for 10 steps on the 3 smallest training tasks."""
-    from test_tasktrain import smallest, tiny_config, write_subset
-
-    from arcsub.taskmodel.train import train
-
-    ch, _ = write_subset(arc1_train, smallest(arc1_train, 3), tmp_path, "tr")
-    run = train(
-        tiny_config(f"data.challenges=[{ch}]", "steps=10", "seq_len=512", f"out_dir={tmp_path / 'pre'}")
-    )
-    return run / "model"
-
-
 def test_kaggle_notebook_continues_a_task_model_shipped_in_the_model_dataset(
     kaggle_env,  # noqa: F811
-    arc1_train,
+    pretrained_task_model,
     arc1_eval,
     tiny_model,  # noqa: F811
     tmp_path,
@@ -141,14 +128,14 @@ def test_kaggle_notebook_continues_a_task_model_shipped_in_the_model_dataset(
     ds = _model_dataset(tiny_model, kaggle_env / "input" / "arcsub-model")
     assert not notebook.shipped_task_model(paths)  # an in-context model
     shutil.rmtree(ds)
-    _model_dataset(_pretrained_task_model(arc1_train, tmp_path), kaggle_env / "input" / "arcsub-model")
+    _model_dataset(pretrained_task_model, kaggle_env / "input" / "arcsub-model")
     assert notebook.shipped_task_model(paths)
 
     ids = sorted(arc1_eval)[:2]
     _eval_challenges(kaggle_env, "arc-prize-2024", ids, arc1_eval)
     monkeypatch.setenv("ARCSUB_PIPELINE", "arcsub.taskmodel.pipeline:run_pipeline")
     monkeypatch.setenv("ARCSUB_CONFIG", str(CPU))
-    monkeypatch.setenv("ARCSUB_TIME_LIMIT", "40")
+    monkeypatch.setenv("ARCSUB_TIME_LIMIT", "30")
     summary = notebook.main(["predict.views=2", "train.seq_len=512"])
     assert "error" not in summary and summary["predicted"] == 2
     run = kaggle_env / "working" / "task-model"
@@ -203,7 +190,7 @@ def test_per_task_ablation_trains_one_model_per_task(arc1_eval_files, tmp_path):
 
     challenges, solutions = arc1_eval_files
     ids = pick_dry_run_tasks(challenges, 2)
-    cfg = load_pipeline_config(CPU, [*FAST, "per_task=true"])
+    cfg = load_pipeline_config(CPU, [*FAST, "per_task=true", "train.steps=10"])  # 10 steps: a model per task
     summary = run_pipeline(challenges, tmp_path / "run", cfg, solutions, ids)
     assert summary["predicted"] == 2 and 0.0 <= summary["score"] <= 1.0
     for t in ids:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -214,15 +213,44 @@ def test_architecture_ablations_are_saved_with_the_model_and_kept(arc1_train, tm
     assert train(tiny_config(*common, "name=plain"), progress=False) == plain
 
 
-def test_seconds_fit_the_step_count_and_a_resume_keeps_it(arc1_train, tmp_path):
+class StepClock:
+    """A fake clock for train(clock=...) that advances only when an optimizer step runs: each step costs
+    `step_s` seconds (`slow_s` from step `slow_from` on), so the fitted step counts are the same on any machine."""
+
+    def __init__(self, step_s: float, slow_s: float | None = None, slow_from: int = 0) -> None:
+        self.now, self.steps = 1000.0, 0
+        self.step_s, self.slow_s, self.slow_from = step_s, slow_s, slow_from
+
+    def __call__(self) -> float:
+        return self.now
+
+    def patch(self, monkeypatch) -> None:
+        """Time taskmodel.train's optimizer steps on this clock (the real step still runs)."""
+        import arcsub.taskmodel.train as tt
+
+        def timed_step(*args, **kwargs):
+            self.steps += 1
+            slow = self.slow_s is not None and self.steps >= self.slow_from
+            self.now += self.slow_s if slow else self.step_s
+            return optimizer_step(*args, **kwargs)
+
+        monkeypatch.setattr(tt, "optimizer_step", timed_step)
+
+
+def test_seconds_fit_the_step_count_and_a_resume_keeps_it(arc1_train, tmp_path, monkeypatch):
     ch, _ = write_subset(arc1_train, smallest(arc1_train, 3), tmp_path, "three")
     common = [f"data.challenges=[{ch}]", "seq_len=512", "log_every=1", "optim.warmup=40", "steps=100000"]
-    cut = tiny_config(*common, "seconds=5", f"out_dir={tmp_path / 'r'}", "time_budget=3")
-    run = train(cut, progress=False)
+    clock = StepClock(0.125)  # 40 steps take 5 s: 1.25 s is left of 6.25, 10 more steps (exact in binary)
+    clock.patch(monkeypatch)
+    cut = tiny_config(*common, "seconds=6.25", f"out_dir={tmp_path / 'r'}", "time_budget=5.6")
+    run = train(cut, progress=False, clock=clock)
     plan = json.loads((run / "plan.json").read_text())
-    assert 40 < plan["steps"] < 100000  # fitted to 5 s from the timed steps, far below the maximum
+    assert 40 < plan["steps"] < 100000  # fitted to 6.25 s from the timed steps, far below the maximum
+    assert plan["steps"] == 50 and clock.steps == 45  # the budget ends the session at step 45
     assert not (run / "model").exists()  # stopped by time_budget first; the resume must keep the plan
-    train(tiny_config(*common, "seconds=5", f"out_dir={tmp_path / 'r'}"), progress=False)
+    resumed = StepClock(1.0)  # a slower session: a refit would change the count, the plan must not
+    resumed.patch(monkeypatch)
+    train(tiny_config(*common, "seconds=6.25", f"out_dir={tmp_path / 'r'}"), progress=False, clock=resumed)
     assert json.loads((run / "model" / "arcsub.json").read_text())["steps"] == plan["steps"]
     with pytest.raises(ArcDataError, match="warmup"):  # the count must be fixed before the schedule moves
         train(tiny_config(*common, "seconds=5", "optim.warmup=5", f"out_dir={tmp_path / 's'}"))
@@ -236,28 +264,21 @@ def test_a_slowdown_after_calibration_shortens_a_wsd_plan_but_not_a_cosine_one(
     import arcsub.taskmodel.train as tt
 
     ch, _ = write_subset(arc1_train, smallest(arc1_train, 2), tmp_path, "two")
-    calls = {"n": 0}
-
-    def slow_after_calibration(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 45:
-            time.sleep(0.06)
-        return optimizer_step(*args, **kwargs)
-
-    monkeypatch.setattr(tt, "optimizer_step", slow_after_calibration)
-    monkeypatch.setattr(tt, "REFIT", 10)
-    common = [f"data.challenges=[{ch}]", "seq_len=512", "optim.warmup=40", "steps=100000", "seconds=3"]
+    monkeypatch.setattr(tt, "REFIT", 5)
+    # 0.125 s a step until step 42, then 0.25 s: calibrated on steps 10-40, 7.5 s fit 60 steps at first
+    common = [f"data.challenges=[{ch}]", "seq_len=512", "optim.warmup=40", "steps=100000", "seconds=7.5"]
     plans = {}
     for schedule in ("wsd", "cosine"):
-        calls["n"] = 0
-        run = train(
-            tiny_config(*common, f"optim.schedule={schedule}", f"out_dir={tmp_path / schedule}"), False
-        )
+        clock = StepClock(0.125, slow_s=0.25, slow_from=43)
+        clock.patch(monkeypatch)
+        overrides = [f"optim.schedule={schedule}", "optim.decay_frac=0.1", f"out_dir={tmp_path / schedule}"]
+        run = train(tiny_config(*common, *overrides), False, clock=clock)
         first = int(re.search(r"ms/step: (\d+) steps fit", capsys.readouterr().out).group(1))
         plans[schedule] = (first, json.loads((run / "plan.json").read_text())["steps"])
         assert json.loads((run / "model" / "arcsub.json").read_text())["steps"] == plans[schedule][1]
     first, final = plans["wsd"]
-    assert final < first  # every step after 45 is slower: the count falls
+    assert first == plans["cosine"][0] == 60  # the same first fit: the schedules differ only after it
+    assert final < first  # every step after 42 is slower: the count falls
     assert plans["cosine"][0] == plans["cosine"][1]
 
 

@@ -28,9 +28,9 @@ def _add_dry_run(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pipeline",
         choices=["in-context", "task"],
-        default="in-context",
-        help="in-context: the embedded model + per-task TTFT (default); task: train a task-embedding model on "
-        "the tasks' demonstrations, then predict (docs/task-model.md)",
+        default="task",
+        help="task (default, the stronger path): train a task-embedding model on the tasks' demonstrations, "
+        "then predict (docs/task-model.md); in-context: the embedded LM + per-task TTFT",
     )
     add_config_arguments(p)
 
@@ -82,9 +82,11 @@ register(
         "run the Kaggle path locally (train or TTFT, predict, vote) on a few tasks and score it",
         _add_dry_run,
         _run_dry_run,
-        "The competition path on this machine: baseline submission first, then test-time fine-tuning and\n"
-        "prediction with voting on N tasks (default: the 4 smallest ARC-AGI-1 evaluation tasks) with the\n"
-        "embedded default model, then the score, the metric table and the time per stage.\n"
-        "Example: arcsub dry-run --tasks 8 ttft.steps=50 predict.views=16",
+        "The competition path on this machine on N tasks (default: the 4 smallest ARC-AGI-1 evaluation\n"
+        "tasks): baseline submission first; then, by default (--pipeline task), a task-embedding model trained\n"
+        "on the tasks' demonstrations predicts with voting over views (--pipeline in-context: the embedded LM,\n"
+        "per-task TTFT). Prints the score, the metric table, the time per stage and the report.html path.\n"
+        "Without a GPU it uses configs/task-dry-run-cpu.yaml (about a minute of training).\n"
+        "Example: arcsub dry-run --tasks 8 train.seconds=120 predict.views=16",
     )
 )

@@ -117,8 +117,10 @@ def run_workers(target, shards: list[list[str]], args: tuple, out: Path, tasks: 
     procs = [ctx.Process(target=target, args=(r, s, *args)) for r, s in enumerate(shards)]
     for p in procs:
         p.start()
+    from multiprocessing.connection import wait
+
     while any(p.is_alive() for p in procs):
-        time.sleep(10)
+        wait([p.sentinel for p in procs if p.is_alive()], timeout=10)  # wakes when a worker ends, not 10 s on
         merge_attempts(out, tasks)
     for p in procs:
         p.join()

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -262,19 +263,25 @@ def refit(
     return new if step < decay_start(new) else None
 
 
-def _synced_time(device: torch.device) -> float:
-    """Wall time once the GPU has finished the queued work, so step timings are not the launch times."""
+Clock = Callable[[], float]
+
+
+def _synced_time(device: torch.device, clock: Clock) -> float:
+    """The clock once the GPU has finished the queued work, so step timings are not the launch times."""
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.time()
+    return clock()
 
 
 def _optimizer(model, o: TaskOptimSettings, device: torch.device) -> torch.optim.Optimizer:
     return build_muon(model, o) if o.name in ("muon", "normuon") else build_optimizer(model, o, device)
 
 
-def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
-    """Run (or resume) a task-model training run; returns its directory, whose model/ holds the result."""
+def train(cfg: TaskTrainConfig, progress: bool = True, clock: Clock = time.time) -> Path:
+    """Run (or resume) a task-model training run; returns its directory, whose model/ holds the result.
+
+    `clock` times everything that depends on time (the `seconds` fit and refits, time_budget, the log's
+    rates): tests pass a fake one that advances per step, so their step counts do not depend on machine load."""
     check_config(cfg)
     run = Path(cfg.out_dir) / run_name(cfg)
     check_same_run(run, cfg)
@@ -332,7 +339,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
     bar = tqdm(
         total=total, initial=start, disable=not (progress and dist.main), desc="task-train", unit="step"
     )
-    t0 = window_t = time.time()
+    t0 = window_t = clock()
     window_tokens, window_step, step, it = 0, start, start, iter(loader)
     while step < total:
         micro = [next(it) for _ in range(ga)]
@@ -360,9 +367,9 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
         step += 1
         bar.update(1)
         if calibrate and step == start + CALIBRATE[0]:
-            t_cal = _synced_time(device)
+            t_cal = _synced_time(device, clock)
         elif (calibrate and step == start + CALIBRATE[1]) or (refitting and (step - start) % REFIT == 0):
-            now = _synced_time(device)
+            now = _synced_time(device, clock)
             if calibrate:  # the first fit: the plan is written even when the count stays cfg.steps
                 sps = (now - t_cal) / (CALIBRATE[1] - CALIBRATE[0])
                 new = fit_steps(cfg, step, sps, now - t0, dist, device)
@@ -383,7 +390,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
                 )
             calibrate, refitting = False, new is not None
         if dist.main and (step % cfg.log_every == 0 or step == total):
-            now = time.time()
+            now = clock()
             # timed over the last window only, so compilation in the first one does not skew the eta
             seconds_per_step = (now - window_t) / max(1, step - window_step)
             rec = {
@@ -410,6 +417,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True) -> Path:
             device,
             t0,
             "task-train",
+            clock(),
         ):
             break
     bar.close()

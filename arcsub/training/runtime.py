@@ -177,10 +177,13 @@ def log_record(step: int, loss_sum: torch.Tensor, lr: float, gnorm, tokens_per_s
     }
 
 
-def budget_spent(budget: float, t0: float, dist: Dist, device: torch.device) -> bool:
+def budget_spent(
+    budget: float, t0: float, dist: Dist, device: torch.device, now: float | None = None
+) -> bool:
     """Whether the time budget is spent; under DDP all ranks agree (any rank out of time stops every rank at
-    the same step, else the others would hang in the next collective)."""
-    spent = budget > 0 and time.time() - t0 > budget
+    the same step, else the others would hang in the next collective). `now` (default: time.time()) lets a
+    caller with its own clock (taskmodel.train's, replaced in tests) measure against the same t0."""
+    spent = budget > 0 and (time.time() if now is None else now) - t0 > budget
     if dist.world > 1 and budget > 0:
         flag = torch.tensor(int(spent), device=device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
@@ -326,10 +329,11 @@ def checkpoint_or_stop(
     device: torch.device,
     t0: float,
     command: str,
+    now: float | None = None,
 ) -> bool:
     """After a step: save a checkpoint every cfg.save_every steps or when the time budget is spent;
     returns True when the loop must stop (budget spent before the last step: rerun to resume)."""
-    out_of_time = budget_spent(cfg.time_budget, t0, dist, device)
+    out_of_time = budget_spent(cfg.time_budget, t0, dist, device, now)
     if dist.main and (step % cfg.save_every == 0 or out_of_time) and step < cfg.steps:
         save_checkpoint(run, save_weights, opt, step, cfg, scaler)
     stop = out_of_time and step < cfg.steps
