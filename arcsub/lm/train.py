@@ -295,7 +295,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         bar.update(1)
         if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
             tps = window_tokens * dist.world / max(time.time() - window_t, 1e-9)
-            rec = log_record(step, loss_sum, lr, gnorm, tps, t0)
+            rec = log_record(step, loss_sum, lr, gnorm, tps, time.time() - t0)
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{tps / 1e3:.0f}k")

@@ -16,7 +16,6 @@ calls, and the same command resumes. bf16 autocast on CUDA, flex_attention for p
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import time
@@ -48,9 +47,11 @@ from arcsub.training.muon import build_muon
 from arcsub.training.runtime import (
     DdpSettings,
     OptimSettings,
+    backward_micro_steps,
     build_optimizer,
     checkpoint_or_stop,
     clear_checkpoints,
+    log_record,
     lr_at,
     make_scaler,
     open_log,
@@ -277,20 +278,61 @@ def _optimizer(model, o: TaskOptimSettings, device: torch.device) -> torch.optim
     return build_muon(model, o) if o.name in ("muon", "normuon") else build_optimizer(model, o, device)
 
 
-def train(cfg: TaskTrainConfig, progress: bool = True, clock: Clock = time.time) -> Path:
-    """Run (or resume) a task-model training run; returns its directory, whose model/ holds the result.
+class StepPlan:
+    """How many steps a run takes: cfg.steps, or with `seconds` a count fitted from the time per step measured
+    between steps CALIBRATE (inside the warm-up, before any schedule point) and refitted every REFIT steps
+    until the decay starts. The count is kept in plan.json, so a resumed run keeps its plan."""
 
-    `clock` times everything that depends on time (the `seconds` fit and refits, time_budget, the log's
-    rates): tests pass a fake one that advances per step, so their step counts do not depend on machine load."""
-    check_config(cfg)
-    run = Path(cfg.out_dir) / run_name(cfg)
-    check_same_run(run, cfg)
-    if model_finished(run / "model"):
-        print(f"arcsub task-train: {run / 'model'} already finished", flush=True)
-        return run
-    dist = setup_distributed()
-    device = torch.device(f"cuda:{dist.local}" if torch.cuda.is_available() else "cpu")
-    dtype = pick_dtype(cfg.dtype, device)
+    def __init__(self, cfg: TaskTrainConfig, run: Path, start: int, dist, device, clock: Clock):
+        self.cfg, self.file, self.start = cfg, run / "plan.json", start
+        self.dist, self.device, self.clock = dist, device, clock
+        self.total = json.loads(self.file.read_text())["steps"] if self.file.exists() else cfg.steps
+        self.calibrate = cfg.seconds > 0 and not self.file.exists()
+        self.refitting = False  # set once the first fit is made: a resumed run keeps its plan's count
+        if self.calibrate and start + CALIBRATE[1] > cfg.optim.warmup:
+            raise ArcDataError(
+                f"config: seconds needs optim.warmup >= {CALIBRATE[1]} (the step count is fitted then)"
+            )
+        self.t_cal = self.t_fit = 0.0
+        self.step_fit = start
+
+    def after_step(self, step: int, t0: float) -> bool:
+        """Time the step where a fit is due; True when the total changed."""
+        if self.calibrate and step == self.start + CALIBRATE[0]:
+            self.t_cal = _synced_time(self.device, self.clock)
+            return False
+        due = (self.calibrate and step == self.start + CALIBRATE[1]) or (
+            self.refitting and (step - self.start) % REFIT == 0
+        )
+        if not due:
+            return False
+        now = _synced_time(self.device, self.clock)
+        if self.calibrate:  # the first fit: the plan is written even when the count stays cfg.steps
+            sps = (now - self.t_cal) / (CALIBRATE[1] - CALIBRATE[0])
+            new = fit_steps(self.cfg, step, sps, now - t0, self.dist, self.device)
+            self.t_fit, self.step_fit, show = now, step, True
+        else:
+            sps = (now - self.t_fit) / (step - self.step_fit)
+            new = refit(self.cfg, step, self.total, sps, now - t0, self.dist, self.device)
+            show = new is not None and abs(new - self.total) > 0.01 * self.total
+        changed = new is not None and (self.calibrate or new != self.total)
+        if changed:
+            self.total = new
+            if self.dist.main:
+                write_json_atomic(self.file, {"steps": self.total, "seconds_per_step": sps}, indent=2)
+        if self.dist.main and show:
+            print(
+                f"arcsub task-train: {sps * 1e3:.0f} ms/step: {self.total} steps fit {self.cfg.seconds:.0f} s"
+                + ("" if self.calibrate else f" (refitted at step {step})"),
+                flush=True,
+            )
+        self.calibrate, self.refitting = False, new is not None
+        return changed
+
+
+def _prepare(cfg: TaskTrainConfig, run: Path, dist, device: torch.device):
+    """The model (fresh or continued, task rows added), its task index and the data source; the run folder's
+    config and index written by the main rank."""
     source = PairSource(cfg.data, max_tokens=cfg.seq_len)
     model, index = build_model(cfg, source)
     model.to(device).train()
@@ -302,140 +344,136 @@ def train(cfg: TaskTrainConfig, progress: bool = True, clock: Clock = time.time)
         run.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run / "config.json", to_dict(cfg), indent=2)
         index.save(run)
+    return model, index, source
+
+
+def _step_loss(fwd, model, device: torch.device, n_label: int):
+    """The loss of one packed micro-batch, summed over its labels and divided by the step's label count."""
+
+    def loss_of(b) -> torch.Tensor:
+        b = b.to(device)
+        block_mask = packed_block_mask(b.input_ids) if model.attn_backend == "flex" else None
+        logits = fwd(
+            input_ids=b.input_ids,
+            task_ids=b.task_ids,
+            view_ids=b.view_ids,
+            packed=True,
+            block_mask=block_mask,
+        ).logits
+        return next_token_loss(logits, b.labels) / max(1, n_label)
+
+    return loss_of
+
+
+def _save_final(cfg: TaskTrainConfig, run: Path, model, index: TaskIndex, total: int, n_params: int) -> None:
+    info = {"mode": cfg.mode, "base": cfg.model, "steps": total, "params": n_params, "config": to_dict(cfg)}
+    save_task_model(unwrap(model).float(), index, run / "model", info)
+    clear_checkpoints(run)
+    print(f"arcsub task-train: saved {run / 'model'}", flush=True)
+
+
+def train(cfg: TaskTrainConfig, progress: bool = True, clock: Clock = time.time) -> Path:
+    """Run (or resume) a task-model training run; returns its directory, whose model/ holds the result.
+
+    `clock` times everything that depends on time (the `seconds` fit and refits, time_budget, the log's
+    rates): tests pass a fake one that advances per step, so their step counts do not depend on machine load.
+    The loop stays in one function on purpose (~70 lines): the order of a step's parts is what makes a
+    resumed run equal to an uninterrupted one; the parts are StepPlan's and training.runtime's."""
+    check_config(cfg)
+    run = Path(cfg.out_dir) / run_name(cfg)
+    check_same_run(run, cfg)
+    if model_finished(run / "model"):
+        print(f"arcsub task-train: {run / 'model'} already finished", flush=True)
+        return run
+    dist = setup_distributed()
+    device = torch.device(f"cuda:{dist.local}" if torch.cuda.is_available() else "cpu")
+    dtype = pick_dtype(cfg.dtype, device)
+    model, index, source = _prepare(cfg, run, dist, device)
     tok = build_compact_tokenizer()
     opt = _optimizer(model, cfg.optim, device)
     scaler = make_scaler(dtype)
     start = resume(run, model, opt, scaler, device)
-    plan = run / "plan.json"  # the fitted step count of a `seconds` run, kept for resuming
-    total = json.loads(plan.read_text())["steps"] if plan.exists() else cfg.steps
-    calibrate = cfg.seconds > 0 and not plan.exists()
-    refitting = False  # set once the first fit is made: a resumed run keeps its plan's count
-    if calibrate and start + CALIBRATE[1] > cfg.optim.warmup:
-        raise ArcDataError(
-            f"config: seconds needs optim.warmup >= {CALIBRATE[1]} (the step count is fitted then)"
-        )
-
+    plan = StepPlan(cfg, run, start, dist, device, clock)
     fwd = wrap_for_training(model, dist, device, cfg.compile, cfg.ddp)
     base_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_scaling, dist.world)
-    if base_lr != cfg.optim.lr and dist.main:
-        print(
-            f"arcsub task-train: lr {cfg.optim.lr:g} x {dist.world} ranks ({cfg.optim.lr_scaling}): {base_lr:g}"
-        )
     ga = cfg.grad_accum
     rows, seq_len = row_layout(cfg, model.attn_backend)
-    if (rows, seq_len) != (cfg.rows, cfg.seq_len) and dist.main:
-        print(f"arcsub task-train: dense attention: {rows} rows of {seq_len} tokens per step", flush=True)
     batches = TaskStepBatches(source, index, cfg.seed, start * ga, cfg.steps * ga, dist.rank, rows, seq_len)
     loader = step_loader(batches, cfg.workers, device)
     n_params = count_params(model)
     if dist.main:
-        print(
-            f"arcsub task-train: {run} | {cfg.mode} | {n_params / 1e6:.1f}M params, {len(index)} tasks | "
-            f"{device} {str(dtype).removeprefix('torch.')} {model.attn_backend} | steps {start}->{total}"
-            + (f" (fitted to {cfg.seconds:.0f} s at step {start + CALIBRATE[1]})" if calibrate else ""),
-            flush=True,
+        layout = (rows, seq_len)
+        _announce(
+            cfg,
+            run,
+            plan,
+            n_params,
+            len(index),
+            f"{device} {str(dtype).removeprefix('torch.')}",
+            model.attn_backend,
+            layout,
+            dist.world,
         )
     log = open_log(run, start) if dist.main else None
     bar = tqdm(
-        total=total, initial=start, disable=not (progress and dist.main), desc="task-train", unit="step"
+        total=plan.total, initial=start, disable=not (progress and dist.main), desc="task-train", unit="step"
     )
     t0 = window_t = clock()
     window_tokens, window_step, step, it = 0, start, start, iter(loader)
-    while step < total:
+    while step < plan.total:
         micro = [next(it) for _ in range(ga)]
         torch.manual_seed(step_seed(cfg.seed, step, dist.rank))  # dropout: resumable, on CPU and CUDA alike
-        n_label = sum(b.n_label for b in micro)
-        loss_sum = torch.zeros((), device=device)  # read back only when logging: no GPU sync per step
-        for i, b in enumerate(micro):
-            window_tokens += int((b.input_ids != model.config.pad_token_id).sum())
-            b = b.to(device)
-            block_mask = packed_block_mask(b.input_ids) if model.attn_backend == "flex" else None
-            ctx = fwd.no_sync() if dist.world > 1 and i < ga - 1 else contextlib.nullcontext()
-            with ctx, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                logits = fwd(
-                    input_ids=b.input_ids,
-                    task_ids=b.task_ids,
-                    view_ids=b.view_ids,
-                    packed=True,
-                    block_mask=block_mask,
-                ).logits
-                loss = next_token_loss(logits, b.labels) / max(1, n_label)
-            (scaler.scale(loss) if scaler else loss).backward()
-            loss_sum += loss.detach()
-        lr = base_lr * lr_at(step, cfg.optim, total)
+        window_tokens += sum(int((b.input_ids != model.config.pad_token_id).sum()) for b in micro)
+        loss_of = _step_loss(fwd, model, device, sum(b.n_label for b in micro))
+        loss_sum = backward_micro_steps(fwd, micro, loss_of, dist, device, dtype, scaler)
+        lr = base_lr * lr_at(step, cfg.optim, plan.total)
         gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)
         step += 1
         bar.update(1)
-        if calibrate and step == start + CALIBRATE[0]:
-            t_cal = _synced_time(device, clock)
-        elif (calibrate and step == start + CALIBRATE[1]) or (refitting and (step - start) % REFIT == 0):
-            now = _synced_time(device, clock)
-            if calibrate:  # the first fit: the plan is written even when the count stays cfg.steps
-                sps = (now - t_cal) / (CALIBRATE[1] - CALIBRATE[0])
-                new = fit_steps(cfg, step, sps, now - t0, dist, device)
-                t_fit, step_fit, show = now, step, True
-            else:
-                sps = (now - t_fit) / (step - step_fit)
-                new = refit(cfg, step, total, sps, now - t0, dist, device)
-                show = new is not None and abs(new - total) > 0.01 * total
-            if new is not None and (calibrate or new != total):
-                total = bar.total = new
-                if dist.main:
-                    write_json_atomic(plan, {"steps": total, "seconds_per_step": sps}, indent=2)
-            if dist.main and show:
-                print(
-                    f"arcsub task-train: {sps * 1e3:.0f} ms/step: {total} steps fit {cfg.seconds:.0f} s"
-                    + ("" if calibrate else f" (refitted at step {step})"),
-                    flush=True,
-                )
-            calibrate, refitting = False, new is not None
-        if dist.main and (step % cfg.log_every == 0 or step == total):
+        if plan.after_step(step, t0):
+            bar.total = plan.total
+        if dist.main and (step % cfg.log_every == 0 or step == plan.total):
             now = clock()
             # timed over the last window only, so compilation in the first one does not skew the eta
             seconds_per_step = (now - window_t) / max(1, step - window_step)
-            rec = {
-                "step": step,
-                "loss": round(float(loss_sum), 5),
-                "lr": lr,
-                "grad_norm": float(gnorm),
-                "tokens_per_s": round(window_tokens * dist.world / max(now - window_t, 1e-9)),
-                "elapsed_s": round(now - t0, 2),
-                "eta_s": round((total - step) * seconds_per_step),
-            }
+            tps = window_tokens * dist.world / max(now - window_t, 1e-9)
+            rec = log_record(step, loss_sum, lr, gnorm, tps, now - t0)
+            rec["eta_s"] = round((plan.total - step) * seconds_per_step)
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{rec['tokens_per_s'] / 1e3:.0f}k")
             window_tokens, window_t, window_step = 0, now, step
-        if checkpoint_or_stop(
-            run,
-            weights_saver(model, tok, "task", step),
-            opt,
-            step,
-            dataclasses.replace(cfg, steps=total),
-            scaler,
-            dist,
-            device,
-            t0,
-            "task-train",
-            clock(),
-        ):
+        state = dataclasses.replace(cfg, steps=plan.total)
+        saver = weights_saver(model, tok, "task", step)
+        if checkpoint_or_stop(run, saver, opt, step, state, scaler, dist, device, t0, "task-train", clock()):
             break
     bar.close()
-    if dist.main and step >= total:
-        info = {
-            "mode": cfg.mode,
-            "base": cfg.model,
-            "steps": total,
-            "params": n_params,
-            "config": to_dict(cfg),
-        }
-        save_task_model(unwrap(model).float(), index, run / "model", info)
-        clear_checkpoints(run)
-        print(f"arcsub task-train: saved {run / 'model'}", flush=True)
+    if dist.main and step >= plan.total:
+        _save_final(cfg, run, model, index, plan.total, n_params)
     if log:
         log.close()
     teardown_distributed(dist)
     return run
+
+
+def _announce(cfg, run, plan: StepPlan, n_params, n_tasks, where: str, attn, layout, world: int) -> None:
+    """The run's one-line summary (and what differs from the config: scaled lr, dense-attention rows)."""
+    lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_scaling, world)
+    if lr != cfg.optim.lr:
+        print(
+            f"arcsub task-train: lr {cfg.optim.lr:g} x {world} ranks ({cfg.optim.lr_scaling}): {lr:g}",
+            flush=True,
+        )
+    if layout != (cfg.rows, cfg.seq_len):
+        print(
+            f"arcsub task-train: dense attention: {layout[0]} rows of {layout[1]} tokens per step", flush=True
+        )
+    print(
+        f"arcsub task-train: {run} | {cfg.mode} | {n_params / 1e6:.1f}M params, {n_tasks} tasks | "
+        f"{where} {attn} | steps {plan.start}->{plan.total}"
+        + (f" (fitted to {cfg.seconds:.0f} s at step {plan.start + CALIBRATE[1]})" if plan.calibrate else ""),
+        flush=True,
+    )
 
 
 def cli_main(args: argparse.Namespace) -> int:

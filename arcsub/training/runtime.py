@@ -121,10 +121,13 @@ def setup_distributed() -> Dist:
 
 def teardown_distributed(dist: Dist) -> None:
     """Wait for every rank (rank 0 may still be saving the model), then leave the process group: a rank that
-    left early made gloo's teardown hang on the slower one."""
+    left early made gloo's teardown hang on the slower one. Under gloo (CPU) the group is left to the
+    process's exit: destroy_process_group itself hung once after the barrier (rank 1 gone, rank 0 waiting),
+    and nothing follows it in this process."""
     if dist.world > 1:
         torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+        if torch.distributed.get_backend() != "gloo":
+            torch.distributed.destroy_process_group()
 
 
 def make_scaler(dtype: torch.dtype) -> torch.amp.GradScaler | None:
@@ -165,7 +168,9 @@ def backward_micro_steps(
     return loss_sum
 
 
-def log_record(step: int, loss_sum: torch.Tensor, lr: float, gnorm, tokens_per_s: float, t0: float) -> dict:
+def log_record(
+    step: int, loss_sum: torch.Tensor, lr: float, gnorm, tokens_per_s: float, elapsed_s: float
+) -> dict:
     """One line of a run's log.jsonl (both trainers write the same keys; `arcsub plot` reads them)."""
     return {
         "step": step,
@@ -173,7 +178,7 @@ def log_record(step: int, loss_sum: torch.Tensor, lr: float, gnorm, tokens_per_s
         "lr": lr,
         "grad_norm": float(gnorm),
         "tokens_per_s": round(tokens_per_s),
-        "elapsed_s": round(time.time() - t0, 2),
+        "elapsed_s": round(elapsed_s, 2),
     }
 
 
