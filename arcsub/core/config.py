@@ -194,11 +194,12 @@ def _first_line(e: Exception) -> str:
 
 MIN_VALUE = "arcsub_min"  # field metadata: the smallest value a number may take (None: any)
 # counts that must be at least 1 wherever they appear (0 or less would silently mean "nothing" or "all");
-# every other number in a config must not be negative (there is no "-1 means off" anywhere)
+# every other number in a config must not be negative (there is no "-1 means off" anywhere; 0 may mean "auto",
+# as sampling.batch_tokens does)
 AT_LEAST_ONE = frozenset(
     {
         "steps", "rows", "seq_len", "max_len", "grad_accum", "save_every", "log_every", "views",
-        "score_views", "tasks_per_batch", "chunk", "n", "ns_steps", "max_new_tokens", "batch_tokens",
+        "score_views", "tasks_per_batch", "chunk", "n", "ns_steps", "max_new_tokens",
         "max_loras", "max_lora_rank", "max_tries",
     }
 )  # fmt: skip
