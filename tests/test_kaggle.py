@@ -14,6 +14,7 @@ import pytest
 
 from arcsub.core.data import ArcDataError, dataset_files, load_tasks, read_json, write_json_atomic
 from arcsub.core.submission import load_submission
+from arcsub.kaggle import __main__ as kaggle_main
 from arcsub.kaggle import datasets, notebook, runtime, submission
 from arcsub.kaggle import paths as kpaths
 from arcsub.kaggle.competitions import CHALLENGES_FILE, is_public_standin
@@ -386,7 +387,7 @@ def test_progress_watcher_logs_each_task(tmp_path, arc1_eval, caplog):
 
 
 def test_cli_one_line_error_without_challenges(kaggle_env, capsys):
-    assert notebook.cli([]) == 2
+    assert kaggle_main.run([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert (
         len(err) == 1 and err[0].startswith("arcsub.kaggle: error:") and "arc-agi_test_challenges" in err[0]

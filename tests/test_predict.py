@@ -3,7 +3,6 @@ the predictions file through arcsub.core.metrics, fallbacks, adapters discovery,
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Sequence
@@ -19,11 +18,9 @@ from arcsub.core.encode import COMPACT_VOCAB, build_compact_tokenizer
 from arcsub.lm.infer.base import Engine
 from arcsub.lm.predict import (
     PredictConfig,
-    add_arguments,
     find_adapters,
     output_paths,
     predict,
-    run_cli,
     run_predict,
     task_views,
 )
@@ -211,10 +208,11 @@ def test_config_loads_nested_sampling_and_rejects_unknown_keys(tmp_path, write):
         PredictConfig(views=0).validate()
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    return p.parse_args([str(a) for a in argv])
+def _predict(argv: list) -> int:
+    """`arcsub predict ARGV...` in this process (the command line's own parser and runner)."""
+    from arcsub.cli import main
+
+    return main(["predict", *(str(a) for a in argv)])
 
 
 def test_cli_functions_run_a_saved_model(arc1_eval_files, tmp_path, capsys):
@@ -224,7 +222,7 @@ def test_cli_functions_run_a_saved_model(arc1_eval_files, tmp_path, capsys):
     challenges, solutions = arc1_eval_files
     model, tok = build_model("tiny", seed=0)
     model_dir = save_model(model, tok, tmp_path / "myrun" / "model", {"format": "compact"})
-    args = _parse(
+    rc = _predict(
         [
             model_dir,
             challenges,
@@ -242,14 +240,14 @@ def test_cli_functions_run_a_saved_model(arc1_eval_files, tmp_path, capsys):
             "sampling.max_new_tokens=40",
         ]
     )
-    assert run_cli(args) == 0
+    assert rc == 0
     out = capsys.readouterr().out
     assert "predicted 2 task(s)" in out and "score" in out
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(names) == 3 and all("__myrun__arc-agi-1-evaluation__" in n for n in names)
 
 
-def test_cli_vllm_without_vllm_is_one_line(arc1_eval_files, tmp_path):
+def test_cli_vllm_without_vllm_is_one_line(arc1_eval_files, tmp_path, capsys):
     from arcsub.lm.infer.vllm_engine import VLLM_MISSING, vllm_installed
 
     if vllm_installed():
@@ -259,7 +257,6 @@ def test_cli_vllm_without_vllm_is_one_line(arc1_eval_files, tmp_path):
 
     model, tok = build_model("tiny", seed=0)
     model_dir = save_model(model, tok, tmp_path / "m", {"format": "compact"})
-    args = _parse([model_dir, arc1_eval_files[0], "-o", tmp_path / "out", "--engine", "vllm", "--tasks", "1"])
-    with pytest.raises(ArcDataError) as e:
-        run_cli(args)
-    assert str(e.value) == VLLM_MISSING
+    rc = _predict([model_dir, arc1_eval_files[0], "-o", tmp_path / "out", "--engine", "vllm", "--tasks", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"arcsub: error: {VLLM_MISSING}"]

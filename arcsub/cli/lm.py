@@ -5,6 +5,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from arcsub.lm.predict import PredictConfig
 
 from arcsub.cli.app import EXIT_OK, Command, register
 from arcsub.core.config import add_config_arguments
@@ -79,9 +85,66 @@ register(
 
 
 def _add_predict(p: argparse.ArgumentParser) -> None:
-    from arcsub.lm.predict import add_arguments
+    """Arguments of `arcsub predict` (argparse only: importing this module does not import torch)."""
+    p.add_argument(
+        "model", help="model directory (HF format + arcsub.json), or a preset name for a smoke run"
+    )
+    p.add_argument("challenges", help="challenges JSON (Kaggle format), a task file or a folder of tasks")
+    p.add_argument(
+        "-o", "--out", dest="out_dir", required=True, metavar="OUT_DIR", help="folder for the outputs"
+    )
+    p.add_argument(
+        "--adapters", metavar="DIR", help="per-task LoRA adapters: DIR/<task_id>/ (+ manifest.json)"
+    )
+    p.add_argument("--engine", choices=("auto", "torch", "vllm"), help="override the config's engine")
+    p.add_argument("--solutions", metavar="S", help="solutions JSON: print the score and metrics")
+    p.add_argument("--submission", metavar="PATH", help="also write the submission here")
+    p.add_argument("--tasks", metavar="IDS", help="comma-separated task ids, or N for the first N tasks")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(p)
 
-    add_arguments(p)
+
+def _predict_config(args: argparse.Namespace) -> PredictConfig:
+    from arcsub.core.config import load_config
+    from arcsub.lm.predict import PredictConfig
+
+    cfg = load_config(PredictConfig, args.config, list(args.overrides))
+    if args.engine:
+        cfg = dataclasses.replace(cfg, engine=args.engine)
+    return cfg.validate()
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    """`arcsub predict`: run, print where the files went (and the score with --solutions); exit code 0."""
+    from arcsub.core.data import load_tasks, pick_task_ids
+    from arcsub.lm.predict import run_predict
+
+    cfg = _predict_config(args)
+    summary = run_predict(
+        args.model,
+        args.challenges,
+        args.out_dir,
+        cfg,
+        args.adapters,
+        args.solutions,
+        args.submission,
+        pick_task_ids(args.tasks, list(load_tasks(args.challenges))) if args.tasks else None,
+        progress=not args.quiet,
+    )
+    s = summary["stats"]
+    print(
+        f"predicted {s['tasks']} task(s), {s['candidates']} candidate(s) ({s['valid']} valid) "
+        f"with {s['engine']} in {s['seconds']:.1f}s"
+    )
+    for key, path in summary["files"].items():
+        print(f"{key}: {path}")
+    if "score" in summary:
+        m = summary["metrics"]
+        print(
+            f"score {summary['score']:.4f}; vote_2 {m['vote_2']:.1%}, pass_n {m['pass_n']:.1%}, "
+            f"accuracy {m['accuracy']:.1%}"
+        )
+    return 0
 
 
 register(
@@ -89,7 +152,7 @@ register(
         "predict",
         "sample candidates over augmented views, vote, write predictions and submission",
         _add_predict,
-        "arcsub.lm.predict:run_cli",
+        _run_predict,
         "Predict every test output of a challenges file: K augmented views per test input (D8, colours,\n"
         "pair order), greedy / sampling / DFS with the torch or vLLM engine (per-task LoRA adapters with\n"
         "--adapters), reverted and voted into attempt_1/attempt_2. Files are named from model, data and settings.",
@@ -98,9 +161,50 @@ register(
 
 
 def _add_generate(p: argparse.ArgumentParser) -> None:
-    from arcsub.lm.generate import add_arguments
+    p.add_argument("model", help="model directory")
+    p.add_argument("challenges", help="challenges JSON")
+    p.add_argument("--tasks", default="1", help="N (the first N tasks) or comma-separated ids")
+    p.add_argument("-n", type=int, default=8, help="inputs to sample per task")
+    p.add_argument("--views", type=int, default=8, help="augmented views voted for each new input's output")
+    p.add_argument("--re-arc", default=None, help="RE-ARC tasks folder: ground truth for matching inputs")
+    p.add_argument(
+        "-o", "--out", required=True, help="output JSON (examples and counts), updated after each task"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    add_arguments(p)
+
+def _run_generate(args: argparse.Namespace) -> int:
+    """`arcsub generate`: every argument checked (model, data, counts, folders, output) before the model loads."""
+    from arcsub.core.data import ArcDataError, check_output_path, load_tasks, pick_task_ids
+    from arcsub.core.modeldir import check_model_dir
+    from arcsub.lm.generate import generate
+
+    if args.n < 1 or args.views < 1:
+        raise ArcDataError(f"generate: -n {args.n} and --views {args.views} must be at least 1")
+    check_output_path(args.out)
+    check_model_dir(args.model)
+    tasks = load_tasks(args.challenges)
+    ids = pick_task_ids(args.tasks, list(tasks)) or list(tasks)
+    re_arc = args.re_arc
+    if re_arc and not Path(re_arc).is_dir():
+        raise ArcDataError(f"{re_arc}: RE-ARC folder not found")
+    if re_arc and (Path(re_arc) / "tasks").is_dir():
+        re_arc = str(Path(re_arc) / "tasks")
+    report = generate(
+        {t: tasks[t] for t in ids},
+        args.model,
+        args.n,
+        args.views,
+        re_arc=re_arc,
+        save_to=args.out,
+        progress=not args.quiet,
+    )
+    t = report["totals"]
+    print(
+        f"sampled {t['sampled']} inputs: {t['valid']} valid grids, {t['new']} new; "
+        f"{t['checkable']} checkable against RE-ARC, {t['correct']} with the right output -> {args.out}"
+    )
+    return 0
 
 
 register(
@@ -108,7 +212,7 @@ register(
         "generate",
         "sample new inputs for tasks and predict their outputs (Omni-ARC's input generation)",
         _add_generate,
-        "arcsub.lm.generate:run_cli",
+        _run_generate,
         "Sample -n new inputs per task from the 'input-from-inputs' prompt (all the task's inputs as context),\n"
         "predict each new input's output with voting over --views, and count valid grids, new inputs and,\n"
         "with --re-arc, inputs RE-ARC also generated (whose predicted output is checked against RE-ARC's).\n"

@@ -34,12 +34,55 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
 
 
+def _run_train(args: argparse.Namespace) -> int:
+    """`arcsub task-train --config C [key=value ...]`."""
+    from arcsub.core.config import load_config
+    from arcsub.taskmodel.train import TaskTrainConfig, train
+
+    cfg = load_config(TaskTrainConfig, args.config, list(args.overrides))
+    run = train(cfg, progress=not args.quiet)
+    print(f"run: {run}")
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    """`arcsub task-predict MODEL_DIR CHALLENGES -o OUT_DIR [--solutions S] [key=value ...]`."""
+    from arcsub.core.config import load_config
+    from arcsub.core.data import load_tasks, pick_task_ids, resolve_path
+    from arcsub.core.metrics import format_metrics_table
+    from arcsub.taskmodel.predict import TaskPredictConfig, run_task_predict
+
+    cfg = load_config(TaskPredictConfig, args.config, list(args.overrides))
+    ids = pick_task_ids(args.tasks, list(load_tasks(resolve_path(args.challenges)))) if args.tasks else None
+    s = run_task_predict(
+        args.model,
+        args.challenges,
+        args.out_dir,
+        cfg,
+        args.solutions,
+        ids,
+        args.submission,
+        progress=not args.quiet,
+    )
+    st = s["stats"]
+    print(
+        f"predicted {st['tasks']} task(s): {st['candidates']} candidate(s), {st['valid']} valid, "
+        f"on {st['device']} in {st['seconds']:.1f}s"
+    )
+    for key, path in s["files"].items():
+        print(f"{key}: {path}")
+    if "score" in s:
+        print(format_metrics_table(s["metrics"]))
+        print(f"Kaggle score {s['score']:.4f} ({s['score']:.1%}) over {st['tasks']} task(s)")
+    return 0
+
+
 register(
     Command(
         "task-train",
         "train the task-embedding model (pretrain / test-time training / transductive)",
         _add_train,
-        "arcsub.taskmodel.train:cli_main",
+        _run_train,
         "Train the task-embedding transformer (one pair per sequence, a learned embedding per task, 3-D grid\n"
         "rotary positions). mode=pretrain: training tasks + RE-ARC; mode=ttt: continue a pretrained model on the\n"
         "demonstrations of all test tasks at once; mode=transductive: both from scratch. The run directory is\n"
@@ -51,7 +94,7 @@ register(
         "task-predict",
         "predict a challenges file with a task-embedding model",
         _add_predict,
-        "arcsub.taskmodel.predict:cli_main",
+        _run_predict,
         "Decode every test input under K augmented views with the task's embedding (greedy or sampled, grid\n"
         "grammar enforced), revert the views, vote two attempts, and write predictions, submission and run files\n"
         "named from the model, the data and a settings hash. With --solutions, print the metrics table and the\n"

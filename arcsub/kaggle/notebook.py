@@ -389,13 +389,3 @@ def resolve_model(
     )
     config = ds.pipeline_config if ds.pipeline_config is not None and ds.pipeline_config.is_file() else None
     return model_dir, adapters, config
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """`python -m arcsub.kaggle`: main() with one-line errors (exit 2) instead of tracebacks."""
-    try:
-        summary = main(sys.argv[1:] if argv is None else argv)
-    except (ArcDataError, OSError) as e:
-        print(f"arcsub.kaggle: error: {e}", file=sys.stderr)
-        return 2
-    return 1 if "error" in summary else 0

@@ -7,7 +7,6 @@ training tasks, RE-ARC's generated pairs give ground truth wherever a sampled in
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,12 @@ from typing import Any
 import numpy as np
 
 from arcsub.core.data import (
-    ArcDataError,
     Grid,
     Pair,
     Task,
-    check_output_path,
     grid_to_list,
     grids_equal,
     load_pairs,
-    load_tasks,
-    pick_task_ids,
     task_path,
     write_json_atomic,
 )
@@ -119,51 +114,6 @@ def generate(
         if save_to is not None:
             write_json_atomic(save_to, report, indent=1)
     return report
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model directory")
-    p.add_argument("challenges", help="challenges JSON")
-    p.add_argument("--tasks", default="1", help="N (the first N tasks) or comma-separated ids")
-    p.add_argument("-n", type=int, default=8, help="inputs to sample per task")
-    p.add_argument("--views", type=int, default=8, help="augmented views voted for each new input's output")
-    p.add_argument("--re-arc", default=None, help="RE-ARC tasks folder: ground truth for matching inputs")
-    p.add_argument(
-        "-o", "--out", required=True, help="output JSON (examples and counts), updated after each task"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """`arcsub generate`: every argument checked (model, data, counts, folders, output) before the model loads."""
-    from arcsub.core.modeldir import check_model_dir
-
-    if args.n < 1 or args.views < 1:
-        raise ArcDataError(f"generate: -n {args.n} and --views {args.views} must be at least 1")
-    check_output_path(args.out)
-    check_model_dir(args.model)
-    tasks = load_tasks(args.challenges)
-    ids = pick_task_ids(args.tasks, list(tasks)) or list(tasks)
-    re_arc = args.re_arc
-    if re_arc and not Path(re_arc).is_dir():
-        raise ArcDataError(f"{re_arc}: RE-ARC folder not found")
-    if re_arc and (Path(re_arc) / "tasks").is_dir():
-        re_arc = str(Path(re_arc) / "tasks")
-    report = generate(
-        {t: tasks[t] for t in ids},
-        args.model,
-        args.n,
-        args.views,
-        re_arc=re_arc,
-        save_to=args.out,
-        progress=not args.quiet,
-    )
-    t = report["totals"]
-    print(
-        f"sampled {t['sampled']} inputs: {t['valid']} valid grids, {t['new']} new; "
-        f"{t['checkable']} checkable against RE-ARC, {t['correct']} with the right output -> {args.out}"
-    )
-    return 0
 
 
 __all__ = ["generate", "judge", "inputs_task", "sample_inputs"]

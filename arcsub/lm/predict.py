@@ -10,15 +10,13 @@ overwrite each other:
     submission__<model>__<data>__<hash>.json    Kaggle's format, fallbacks filled
     run__<model>__<data>__<hash>.json           settings, engine, timings, counts (and scores with --solutions)
 
-Command line (registered by arcsub.cli with `add_arguments` / `run_cli`):
+Command line (arcsub/cli/lm.py):
 
     arcsub predict MODEL_DIR CHALLENGES.json -o OUT_DIR [--adapters DIR] [--config C] [key=value ...]
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
 import sys
 import time
@@ -32,7 +30,7 @@ import numpy as np
 
 from arcsub.core.augment import Augmentation, views
 from arcsub.core.candidates import SamplingSettings, safe_logprob
-from arcsub.core.config import load_config, settings_hash, to_dict
+from arcsub.core.config import settings_hash, to_dict
 from arcsub.core.data import (
     ArcDataError,
     Grid,
@@ -40,7 +38,6 @@ from arcsub.core.data import (
     Task,
     grid_to_list,
     load_tasks,
-    pick_task_ids,
     read_json,
     task_path,
     write_json_atomic,
@@ -449,65 +446,6 @@ def run_predict(
 # ------------------------------------------------------------------------------------------- command line
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of `arcsub predict` (argparse only: importing this module does not import torch)."""
-    from arcsub.core.config import add_config_arguments
-
-    p.add_argument(
-        "model", help="model directory (HF format + arcsub.json), or a preset name for a smoke run"
-    )
-    p.add_argument("challenges", help="challenges JSON (Kaggle format), a task file or a folder of tasks")
-    p.add_argument(
-        "-o", "--out", dest="out_dir", required=True, metavar="OUT_DIR", help="folder for the outputs"
-    )
-    p.add_argument(
-        "--adapters", metavar="DIR", help="per-task LoRA adapters: DIR/<task_id>/ (+ manifest.json)"
-    )
-    p.add_argument("--engine", choices=("auto", "torch", "vllm"), help="override the config's engine")
-    p.add_argument("--solutions", metavar="S", help="solutions JSON: print the score and metrics")
-    p.add_argument("--submission", metavar="PATH", help="also write the submission here")
-    p.add_argument("--tasks", metavar="IDS", help="comma-separated task ids, or N for the first N tasks")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_config_arguments(p)
-
-
-def config_from_args(args: argparse.Namespace) -> PredictConfig:
-    cfg = load_config(PredictConfig, args.config, list(args.overrides))
-    if args.engine:
-        cfg = dataclasses.replace(cfg, engine=args.engine)
-    return cfg.validate()
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """`arcsub predict`: run, print where the files went (and the score with --solutions); exit code 0."""
-    cfg = config_from_args(args)
-    summary = run_predict(
-        args.model,
-        args.challenges,
-        args.out_dir,
-        cfg,
-        args.adapters,
-        args.solutions,
-        args.submission,
-        pick_task_ids(args.tasks, list(load_tasks(args.challenges))) if args.tasks else None,
-        progress=not args.quiet,
-    )
-    s = summary["stats"]
-    print(
-        f"predicted {s['tasks']} task(s), {s['candidates']} candidate(s) ({s['valid']} valid) "
-        f"with {s['engine']} in {s['seconds']:.1f}s"
-    )
-    for key, path in summary["files"].items():
-        print(f"{key}: {path}")
-    if "score" in summary:
-        m = summary["metrics"]
-        print(
-            f"score {summary['score']:.4f}; vote_2 {m['vote_2']:.1%}, pass_n {m['pass_n']:.1%}, "
-            f"accuracy {m['accuracy']:.1%}"
-        )
-    return 0
-
-
 __all__ = [
     "PredictConfig",
     "predict",
@@ -518,7 +456,5 @@ __all__ = [
     "prompt_jobs",
     "PromptJob",
     "output_paths",
-    "add_arguments",
-    "run_cli",
     "open_engine",
 ]

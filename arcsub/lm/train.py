@@ -337,9 +337,3 @@ def _save_final(run: Path, model, tok, fmt: str, cfg: TrainConfig, n_params: int
     save_model(inner.float(), tok, run / "model", info)
     clear_checkpoints(run)
     print(f"arcsub train: saved {run / 'model'}", flush=True)
-
-
-def config_from_cli(config: str | None, overrides: list[str]) -> TrainConfig:
-    from arcsub.core.config import load_config
-
-    return load_config(TrainConfig, config, overrides)

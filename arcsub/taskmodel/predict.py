@@ -16,7 +16,6 @@ a hash of the settings, so runs never overwrite each other:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -32,14 +31,13 @@ from tqdm.auto import tqdm
 
 from arcsub.core.augment import Augmentation
 from arcsub.core.candidates import Candidate, SamplingSettings, length_batches, safe_logprob
-from arcsub.core.config import load_config, settings_hash, to_dict
+from arcsub.core.config import settings_hash, to_dict
 from arcsub.core.data import (
     ArcDataError,
     Task,
     grid_to_list,
     grids_equal,
     load_tasks,
-    pick_task_ids,
     resolve_path,
     write_json_atomic,
 )
@@ -485,32 +483,3 @@ def run_task_predict(
         summary.update(score_run(tasks, predictions, submission, solutions))
     write_json_atomic(paths["run"], summary, indent=2)
     return summary
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    """`arcsub task-predict MODEL_DIR CHALLENGES -o OUT_DIR [--solutions S] [key=value ...]`."""
-    from arcsub.core.metrics import format_metrics_table
-
-    cfg = load_config(TaskPredictConfig, args.config, list(args.overrides))
-    ids = pick_task_ids(args.tasks, list(load_tasks(resolve_path(args.challenges)))) if args.tasks else None
-    s = run_task_predict(
-        args.model,
-        args.challenges,
-        args.out_dir,
-        cfg,
-        args.solutions,
-        ids,
-        args.submission,
-        progress=not args.quiet,
-    )
-    st = s["stats"]
-    print(
-        f"predicted {st['tasks']} task(s): {st['candidates']} candidate(s), {st['valid']} valid, "
-        f"on {st['device']} in {st['seconds']:.1f}s"
-    )
-    for key, path in s["files"].items():
-        print(f"{key}: {path}")
-    if "score" in s:
-        print(format_metrics_table(s["metrics"]))
-        print(f"Kaggle score {s['score']:.4f} ({s['score']:.1%}) over {st['tasks']} task(s)")
-    return 0

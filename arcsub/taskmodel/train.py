@@ -15,7 +15,6 @@ calls, and the same command resumes. bf16 autocast on CUDA, flex_attention for p
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from arcsub.core.config import added_field, load_config, merge_mapping, settings_dict, settings_hash, to_dict
+from arcsub.core.config import added_field, merge_mapping, settings_dict, settings_hash, to_dict
 from arcsub.core.data import ArcDataError, write_json_atomic
 from arcsub.core.device import BF16_CAPABILITY, capability, pick_dtype
 from arcsub.core.encode import build_compact_tokenizer
@@ -474,11 +473,3 @@ def _announce(cfg, run, plan: StepPlan, n_params, n_tasks, where: str, attn, lay
         + (f" (fitted to {cfg.seconds:.0f} s at step {plan.start + CALIBRATE[1]})" if plan.calibrate else ""),
         flush=True,
     )
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    """`arcsub task-train --config C [key=value ...]`."""
-    cfg = load_config(TaskTrainConfig, args.config, list(args.overrides))
-    run = train(cfg, progress=not args.quiet)
-    print(f"run: {run}")
-    return 0
