@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format dry-run clean
+.PHONY: install test test-long lint format dry-run clean
 
 install: $(STAMP)
 
@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,kaggle]"  # kaggle: the notebook runs (nbclient, ipykernel) and the API stand-in test
 	touch $(STAMP)
 
+# every test but the few longest multi-process runs, <= 5 min on 2 cores; CI runs test-long after it
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests -m "not long" --durations=20
+
+test-long: install
+	$(BIN)/python -m pytest -q tests -m long --durations=10
 
 lint: install
 	$(BIN)/ruff check arcsub tests tools bench kernels

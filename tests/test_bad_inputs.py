@@ -148,14 +148,14 @@ def test_bad_input_exits_2_with_one_line(case, files, no_compute, capsys, monkey
 
 def test_every_public_task_id_passes_the_rule(data_root: Path):
     """The id rule refuses paths, not real tasks: every id of the shared ARC, RE-ARC and ARC-GEN data passes."""
-    from arcsub.core.data import check_task_id, json_stem, load_generated, read_json
+    from arcsub.core.data import check_task_id, json_stem, read_json
 
     ids: set[str] = set()
     for f in sorted(data_root.glob("arc-agi-*/arc-agi_*_challenges.json")):
         ids |= set(read_json(f))
     ids |= {json_stem(f) for f in (data_root / "re-arc" / "tasks").glob("*.json*")}
     for f in sorted((data_root / "extra" / "arc-gen").glob("arc*.json*")):
-        ids |= set(load_generated(f))  # load_generated checks its keys itself
+        ids |= set(read_json(f))  # the keys only: parsing 83k generated grids is not what this checks
     assert len(ids) > 1000
     for tid in ids:
         check_task_id(tid)

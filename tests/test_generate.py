@@ -26,6 +26,7 @@ def test_judge_and_inputs_task(arc1_train):
     assert judge(np.zeros((2, 2), np.uint8), task.train[0].output, ref) is None
 
 
+@pytest.mark.long
 def test_cli_counts_and_re_arc_check(tmp_path):
     model = default_model_dir()
     if not (model / "model.safetensors").exists():

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from test_kaggle import CHALLENGES_FILE, _eval_challenges, _model_dataset, kaggle_env, tiny_model  # noqa: F401  (fixtures)
 from test_taskmodel import one_thread  # noqa: F401  (the fixture applies here too)
 
@@ -82,6 +83,7 @@ def test_kaggle_notebook_runs_the_task_pipeline_without_a_model_dataset(kaggle_e
     assert CHALLENGES_FILE == path.name
 
 
+@pytest.mark.long
 def test_two_workers_train_through_torchrun_and_share_the_prediction(arc1_eval_files, tmp_path):
     """gpus=2 on a CPU: DDP training over two gloo processes, then one prediction worker per shard."""
     challenges, _ = arc1_eval_files
@@ -183,6 +185,7 @@ def test_solved_files_beside_the_test_file_join_training(arc1_train, arc1_eval, 
     assert train_config(off, tmp_path / "t.json", tmp_path, 0, test_ch).data.challenges == []
 
 
+@pytest.mark.long
 def test_per_task_ablation_trains_one_model_per_task(arc1_eval_files, tmp_path):
     """per_task=true (the joint run's ablation): each task gets its own model, trained on its demonstrations
     alone; the submission and metrics cover every task, and a rerun redoes nothing."""

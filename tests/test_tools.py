@@ -585,6 +585,7 @@ def _dry_run(args, tmp_path, timeout=115):
 
 @pytest.mark.slow
 @needs_notebook
+@pytest.mark.long
 def test_notebook_dry_run_offline_with_the_real_pipeline(tmp_path, arc1_eval_files):
     """The generated notebook, executed offline: pip-installs arcsub from the wheel dataset, runs the real
     pipeline on the embedded default model (cheap settings), leaves a valid, scored submission."""
@@ -611,7 +612,7 @@ def test_notebook_dry_run_of_the_task_pipeline_trains_from_scratch(tmp_path, arc
     """PIPELINE=task: the notebook trains a task model on the hidden tasks' demonstrations (no model dataset
     needed), fitted to the budget's training share, and predicts them."""
     cpu = Path(__file__).resolve().parent.parent / "configs" / "task-dry-run-cpu.yaml"
-    args = ["--pipeline", "task", "--config", str(cpu), "--tasks", "2", "--time-limit", "70"]
+    args = ["--pipeline", "task", "--config", str(cpu), "--tasks", "2", "--time-limit", "50"]
     proc, report = _dry_run([*args, "--overrides", "train.seq_len=512 predict.views=2"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert report["valid"] and report["predicted"] == 2 and report["error"] is None

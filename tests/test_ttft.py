@@ -88,6 +88,7 @@ def test_cli_ttft_errors(tmp_path):
     assert main(["ttft", str(tmp_path), str(c), "-o", str(tmp_path / "o")]) == 2  # no weights there
 
 
+@pytest.mark.long
 def test_two_workers_share_the_tasks_and_merge_manifests(tiny_model_dir, arc1_eval, tmp_path):
     tasks = _small_tasks(arc1_eval, 2)
     cfg = TTFTConfig(steps=1, seq_len=512, max_len=1024, workers=2)

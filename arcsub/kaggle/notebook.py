@@ -57,6 +57,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -188,18 +189,21 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return p.parse_args(list(argv))
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """The notebook's entry point; returns a summary dict (also logged). Never leaves an invalid submission.
+@dataclass
+class RunPlan:
+    """What the pipeline runs on: the whole hidden set into /kaggle/working, or the self-check's few tasks with
+    their solutions into a folder of its own."""
 
-    `argv` defaults to no arguments (not sys.argv: inside a notebook that holds the kernel's arguments).
-    """
-    args = _parse_args(argv or [])
-    setup_logging()
-    env = dict(os.environ)
-    if args.time_limit is not None:
-        env["ARCSUB_TIME_LIMIT"] = str(args.time_limit)
-    budget = TimeBudget.from_env(env)
-    paths = kaggle_paths(env)
+    challenges: Path
+    solutions: Path | None
+    seconds: float
+    tasks: dict[str, Task]
+    target: Path  # the submission file the pipeline improves
+    out: Path
+
+
+def _start(args: argparse.Namespace, env: dict, budget: TimeBudget, paths: KagglePaths):
+    """Step 1, before anything that could fail or take long: the challenges and a baseline submission."""
     import arcsub
 
     log.info(
@@ -208,8 +212,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         Path(arcsub.__file__).parent,
         sys.version.split()[0],
     )
-
-    # 1. the baseline, before anything that could fail or take long
     challenges, competition = find_challenges(paths, args.competition, env)
     tasks = load_tasks(challenges)
     paths.working.mkdir(parents=True, exist_ok=True)
@@ -229,79 +231,124 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "arcsub_version": arcsub.__version__,
         "arcsub_path": str(Path(arcsub.__file__).parent),
     }
+    return challenges, competition, tasks, summary
 
+
+def _mode(
+    args: argparse.Namespace, env: dict, tasks: dict[str, Task], challenges: Path, competition: str
+) -> str:
+    """full, or selfcheck on Kaggle's public stand-in (auto), or as asked."""
+    mode = args.mode or env_value("ARCSUB_KAGGLE_MODE", env, "auto")
+    if mode not in ("auto", "full", "selfcheck"):
+        raise ArcDataError(f"ARCSUB_KAGGLE_MODE={mode!r} must be auto, full or selfcheck")
+    standin, why = is_public_standin(tasks, challenges, competition)
+    if mode == "auto":
+        mode = "selfcheck" if standin else "full"
+    log.info("mode %s (%s)", mode, why)
+    return mode
+
+
+def _pipeline_config(args: argparse.Namespace, env: dict, paths: KagglePaths, gpus: GpuInfo):
+    """Step 2: the pipeline and its config (file, baked-in recipe, overrides, the attached model, the GPUs)."""
+    run_pipeline, load_cfg = load_pipeline(env_value("ARCSUB_PIPELINE", env))
+    config = args.config or env_value("ARCSUB_CONFIG", env)
+    overrides = [*shlex.split(env_value("ARCSUB_OVERRIDES", env, "")), *args.overrides]
+    cfg = load_cfg(config, [*recipe_overrides(config, env), *overrides])
+    attached = args.model or env_value("ARCSUB_MODEL_DIR", env)
+    if trains_from_scratch(cfg) and not attached and not shipped_task_model(paths):
+        log.info("model: preset %r trained from scratch in this run (no task model attached)", cfg.model)
+    else:
+        model_dir, adapters, ds_config = resolve_model(args.model, paths, env)
+        if config is None and ds_config is not None:
+            cfg = load_cfg(ds_config, overrides)
+        cfg = set_field(cfg, "model", str(model_dir))
+        if adapters is not None:  # a trained LoRA that TTFT starts from
+            cfg = set_field(cfg, "ttft.adapter", str(adapters))
+    use_data_dataset(paths, env)
+    return run_pipeline, apply_runtime(cfg, gpus)
+
+
+def _run_plan(
+    mode: str,
+    env: dict,
+    tasks: dict[str, Task],
+    challenges: Path,
+    paths: KagglePaths,
+    budget: TimeBudget,
+    workers: int,
+) -> RunPlan:
+    """Step 3's inputs: the self-check's subset with its solutions and budget, or every task and what is left."""
+    if mode != "selfcheck":
+        log.info("budget: %s", budget.describe(len(tasks), workers))
+        return RunPlan(challenges, None, budget.remaining(), tasks, paths.submission, paths.working)
+    ids = sorted(tasks)[: max(1, int(env_float("ARCSUB_SELFCHECK_TASKS", 4, env)))]
+    sub_dir = paths.working / "arcsub-selfcheck"
+    ch, so = _subset_files(tasks, ids, find_solutions(ids, challenges), sub_dir)
+    seconds = min(env_float("ARCSUB_SELFCHECK_BUDGET", 900.0, env), budget.remaining())
+    log.info(
+        "self-check on %d task(s) %s, %.0f s, %s",
+        len(ids),
+        ", ".join(ids),
+        seconds,
+        "with solutions" if so else "no solutions found: not scored",
+    )
+    return RunPlan(ch, so, seconds, {t: tasks[t] for t in ids}, sub_dir / SUBMISSION_FILE, sub_dir)
+
+
+def _finish(tasks, paths: KagglePaths, extra, summary: dict, budget: TimeBudget) -> None:
+    """Step 5, whatever happened: a valid submission for every task, and the run's summary file."""
+    final = finalize_submission(tasks, paths.submission, extra)
+    summary.update(predicted=final["predicted"], seconds=round(budget.elapsed(), 1))
+    log.info(
+        "final submission %s: %d/%d tasks with predictions, %.0f s after start",
+        paths.submission,
+        final["predicted"],
+        len(tasks),
+        budget.elapsed(),
+    )
+    write_json_atomic(paths.working / "arcsub-kaggle-summary.json", summary, indent=2)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The notebook's entry point; returns a summary dict (also logged). Never leaves an invalid submission.
+
+    `argv` defaults to no arguments (not sys.argv: inside a notebook that holds the kernel's arguments).
+    """
+    args = _parse_args(argv or [])
+    setup_logging()
+    env = dict(os.environ)
+    if args.time_limit is not None:
+        env["ARCSUB_TIME_LIMIT"] = str(args.time_limit)
+    budget = TimeBudget.from_env(env)
+    paths = kaggle_paths(env)
+    challenges, competition, tasks, summary = _start(args, env, budget, paths)
     watcher: ProgressWatcher | None = None
     error: BaseException | None = None
     extra: dict[str, list[list[Any]]] = {}
     try:
-        # 2. what to run: mode, model, GPUs, config
-        mode = args.mode or env_value("ARCSUB_KAGGLE_MODE", env, "auto")
-        if mode not in ("auto", "full", "selfcheck"):
-            raise ArcDataError(f"ARCSUB_KAGGLE_MODE={mode!r} must be auto, full or selfcheck")
-        standin, why = is_public_standin(tasks, challenges, competition)
-        if mode == "auto":
-            mode = "selfcheck" if standin else "full"
-        log.info("mode %s (%s)", mode, why)
-        summary["mode"] = mode
-
+        mode = summary["mode"] = _mode(args, env, tasks, challenges, competition)
         gpus = detect_gpus()
         log.info("GPUs: %s", gpus.describe())
-        run_pipeline, load_cfg = load_pipeline(env_value("ARCSUB_PIPELINE", env))
-        config = args.config or env_value("ARCSUB_CONFIG", env)
-        overrides = [*shlex.split(env_value("ARCSUB_OVERRIDES", env, "")), *args.overrides]
-        cfg = load_cfg(config, [*recipe_overrides(config, env), *overrides])
-        if (
-            trains_from_scratch(cfg)
-            and not (args.model or env_value("ARCSUB_MODEL_DIR", env))
-            and not shipped_task_model(paths)
-        ):
-            log.info("model: preset %r trained from scratch in this run (no task model attached)", cfg.model)
-        else:
-            model_dir, adapters, ds_config = resolve_model(args.model, paths, env)
-            if config is None and ds_config is not None:
-                cfg = load_cfg(ds_config, overrides)
-            cfg = set_field(cfg, "model", str(model_dir))
-            if adapters is not None:  # a trained LoRA that TTFT starts from
-                cfg = set_field(cfg, "ttft.adapter", str(adapters))
-        use_data_dataset(paths, env)
-        cfg = apply_runtime(cfg, gpus)
-        workers = getattr(cfg, "workers", 0) or max(1, gpus.count)
-
-        # 3. run under the budget
-        if mode == "selfcheck":
-            n = int(env_float("ARCSUB_SELFCHECK_TASKS", 4, env))
-            ids = sorted(tasks)[: max(1, n)]
-            solutions = find_solutions(ids, challenges)
-            sub_dir = paths.working / "arcsub-selfcheck"
-            ch, so = _subset_files(tasks, ids, solutions, sub_dir)
-            seconds = min(env_float("ARCSUB_SELFCHECK_BUDGET", 900.0, env), budget.remaining())
-            run_tasks, target, run_dir = {t: tasks[t] for t in ids}, sub_dir / SUBMISSION_FILE, sub_dir
-            log.info(
-                "self-check on %d task(s) %s, %.0f s, %s",
-                len(ids),
-                ", ".join(ids),
-                seconds,
-                "with solutions" if so else "no solutions found: not scored",
-            )
-        else:
-            ch, so, seconds = challenges, None, budget.remaining()
-            run_tasks, target, run_dir = tasks, paths.submission, paths.working
-            log.info("budget: %s", budget.describe(len(tasks), workers))
-        if seconds < 1:
+        run_pipeline, cfg = _pipeline_config(args, env, paths, gpus)
+        plan = _run_plan(
+            mode, env, tasks, challenges, paths, budget, getattr(cfg, "workers", 0) or max(1, gpus.count)
+        )
+        if plan.seconds < 1:
             raise BudgetExceeded(f"no time left for the pipeline ({budget.elapsed():.0f} s spent)")
-        cfg = set_field(cfg, "time_budget", float(seconds))
-        watcher = ProgressWatcher(target, run_tasks, budget)
+        cfg = set_field(cfg, "time_budget", float(plan.seconds))
+        watcher = ProgressWatcher(plan.target, plan.tasks, budget)
         watcher.start()
         t_run = time.time()
         with DeadlineAlarm(budget.hard_deadline - time.time()):
-            result = run_pipeline(ch, run_dir, cfg, solutions=so)
+            result = run_pipeline(plan.challenges, plan.out, cfg, solutions=plan.solutions)
+        result = result if isinstance(result, dict) else {}
         summary.update(
             pipeline_seconds=round(time.time() - t_run, 1),
-            score=result.get("score") if isinstance(result, dict) else None,
-            stage_seconds=result.get("stage_seconds") if isinstance(result, dict) else None,
+            score=result.get("score"),
+            stage_seconds=result.get("stage_seconds"),
         )
         if mode == "selfcheck":
-            extra = read_attempts(target, run_tasks)
+            extra = read_attempts(plan.target, plan.tasks)
             log.info("self-check score %s", summary["score"])
     except BudgetExceeded as e:
         log.error("%s: pipeline interrupted, keeping the tasks it finished", e)
@@ -313,17 +360,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     finally:
         if watcher is not None:
             summary["task_seconds"] = watcher.stop()
-        # 5. whatever happened: a valid submission for every task
-        final = finalize_submission(tasks, paths.submission, extra)
-        summary.update(predicted=final["predicted"], seconds=round(budget.elapsed(), 1))
-        log.info(
-            "final submission %s: %d/%d tasks with predictions, %.0f s after start",
-            paths.submission,
-            final["predicted"],
-            len(tasks),
-            budget.elapsed(),
-        )
-        write_json_atomic(paths.working / "arcsub-kaggle-summary.json", summary, indent=2)
+        _finish(tasks, paths, extra, summary, budget)
     if error is not None and env_value("ARCSUB_KAGGLE_STRICT", env) == "1":
         raise error
     return summary
