@@ -254,6 +254,7 @@ def _shrunk_tokenizer(tokenizer, keep: set[int]):
     BPE: the kept set is closed under the merges that build its tokens (so text the format emits
     tokenizes exactly as before), and only merges among kept tokens survive, so any text made of kept
     characters still tokenizes (and decodes) to itself. WordLevel / WordPiece: the vocabulary is filtered.
+    One function (~90 lines): every branch edits the same tokenizer JSON and its id map.
     """
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast

@@ -294,7 +294,8 @@ def predict(
 
     `model` is a model directory, a preset name, or (model, tokenizer, format name). `engine` replaces the
     engine `model` would get (its tokenizer and format still come from `model`; tests pass doubles here).
-    `stats`, if given, receives counts and timings.
+    `stats`, if given, receives counts and timings. Longer than most (~85 lines): the batches of all tasks'
+    prompts are decoded together and their candidates regrouped by task and test input in one pass.
     """
     from tqdm.auto import tqdm
 

@@ -191,7 +191,8 @@ def decode_batch(
     """One prefill over the left-padded prompts, then one token per step for every row until all wrote eos.
 
     The position of a generated token follows from the previous one (taskmodel.next_output_position, tested
-    equal to grid_positions over the output so far), so decoding uses exactly the coordinates training used."""
+    equal to grid_positions over the output so far), so decoding uses exactly the coordinates training used.
+    Kept whole (~70 lines) like the LM engine's decode loop: its per-step state is shared by every step."""
     dev = model.lm_head.weight.device
     ids, mask = _left_pad(prompts, dev)
     task = torch.as_tensor(rows, device=dev)
