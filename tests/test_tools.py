@@ -476,7 +476,7 @@ def test_push_needs_credentials_and_client(tmp_path, capsys, monkeypatch, no_kag
 )
 def test_push_with_the_real_client_against_a_local_standin(tmp_path, tiny_model, no_kaggle_creds):
     """The real kaggle CLI, its endpoint moved to http://localhost (KAGGLE_API_ENVIRONMENT=LOCALHOST), inside a
-    network namespace with loopback only: requests are recorded by tools/kaggle_standin.py."""
+    network namespace with loopback only: requests are recorded by tests/kaggle_standin.py."""
     log = tmp_path / "requests.jsonl"
     env = {**os.environ, "KAGGLE_USERNAME": "alice", "KAGGLE_KEY": "secret", "HOME": str(tmp_path / "home")}
     push = [
@@ -496,7 +496,7 @@ def test_push_with_the_real_client_against_a_local_standin(tmp_path, tiny_model,
     ]
     standin = [
         sys.executable,
-        str(TOOLS / "kaggle_standin.py"),
+        str(Path(__file__).with_name("kaggle_standin.py")),
         "--log",
         str(log),
         "--timeout",

@@ -1,6 +1,6 @@
 """A local stand-in for Kaggle's API, to drive the real kaggle client without contacting Kaggle.
 
-    unshare -n sh -c 'ip link set lo up && python tools/kaggle_standin.py --log requests.jsonl -- CMD ...'
+    unshare -n sh -c 'ip link set lo up && python tests/kaggle_standin.py --log requests.jsonl -- CMD ...'
 
 The kaggle client sends its RPCs to http://localhost/api/v1/<service>/<method> when KAGGLE_API_ENVIRONMENT is
 LOCALHOST (kagglesdk.kaggle_env). This serves the few RPCs that `kaggle datasets status|create|version` and
@@ -28,7 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kaggle_common import ToolError, parser, run_tool
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # run as a script from tests/
+from kaggle_common import ToolError, parser, run_tool  # noqa: E402
 
 PROG = "kaggle_standin"
 
