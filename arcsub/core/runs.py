@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,13 +65,18 @@ def start_run(
     baseline submission (or what an earlier, interrupted run finished) written before any model work."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    tasks = run_tasks(challenges, task_ids)
+    merge_attempts(out, tasks)
+    return out, tasks
+
+
+def run_tasks(challenges: str | Path, task_ids: Sequence[str] | None) -> dict[str, Task]:
+    """The tasks a run works on: all of the file, or the given ids in that order (an unknown id: one line)."""
     tasks = load_tasks(challenges)
     missing = [t for t in task_ids or [] if t not in tasks]
     if missing:
         raise ArcDataError(f"{challenges}: task {missing[0]}: not found")
-    tasks = tasks if task_ids is None else {t: tasks[t] for t in task_ids}
-    merge_attempts(out, tasks)
-    return out, tasks
+    return tasks if task_ids is None else {t: tasks[t] for t in task_ids}
 
 
 def finish_run(

@@ -37,7 +37,6 @@ from arcsub.core.data import (
     Pair,
     Task,
     grid_to_list,
-    load_tasks,
     read_json,
     task_path,
     write_json_atomic,
@@ -51,6 +50,7 @@ from arcsub.core.runs import (
     check_run_inputs,
     data_label,
     model_label,
+    run_tasks,
     score_run,
 )
 from arcsub.core.select import NEEDS_SCORER, SELECTORS, Scorer, select
@@ -415,12 +415,7 @@ def run_predict(
     cfg = (settings or PredictConfig()).validate()
     if engine is None:
         check_model_spec(model)
-    tasks = load_tasks(challenges)
-    if task_ids is not None:
-        unknown = [t for t in task_ids if t not in tasks]
-        if unknown:
-            raise ArcDataError(f"{challenges}: task {unknown[0]}: not found")
-        tasks = {t: tasks[t] for t in task_ids}
+    tasks = run_tasks(challenges, task_ids)
     paths = output_paths(out_dir, model, challenges, cfg, adapters_dir)
     check_run_inputs(tasks, solutions, [*paths.values(), submission_path])
     stats: dict[str, Any] = {}

@@ -37,14 +37,13 @@ from arcsub.core.data import (
     Task,
     grid_to_list,
     grids_equal,
-    load_tasks,
     resolve_path,
     write_json_atomic,
 )
 from arcsub.core.device import pick_dtype
 from arcsub.core.grammar import SYNC_EVERY, GridConstraint, decoding_sdpa_backends
 from arcsub.core.memory import halving_on_oom, tokens_that_fit, usable_memory
-from arcsub.core.runs import Attempts, Predictions, check_run_inputs, score_run
+from arcsub.core.runs import Attempts, Predictions, check_run_inputs, run_tasks, score_run
 from arcsub.core.select import NEEDS_SCORER, Scorer, select
 from arcsub.taskmodel.data import (
     EOS,
@@ -456,12 +455,7 @@ def run_task_predict(
     cfg = (cfg or TaskPredictConfig()).validate()
     challenges = resolve_path(challenges)
     solutions = None if solutions is None else resolve_path(solutions)
-    tasks = load_tasks(challenges)
-    if task_ids is not None:
-        unknown = [t for t in task_ids if t not in tasks]
-        if unknown:
-            raise ArcDataError(f"{challenges}: task {unknown[0]}: not found")
-        tasks = {t: tasks[t] for t in task_ids}
+    tasks = run_tasks(challenges, task_ids)
     paths = output_paths(out_dir, model_dir, challenges, cfg, task_ids)
     check_run_inputs(tasks, solutions, [*paths.values(), submission_path])
     device = predict_device(cfg)
