@@ -619,6 +619,29 @@ def test_notebook_dry_run_of_the_task_pipeline_trains_from_scratch(tmp_path, arc
     assert "trained from scratch in this run" in proc.stdout
     plan = read_json(tmp_path / "dry" / "kaggle" / "working" / "task-model" / "plan.json")
     assert plan["steps"] > 40
+    assert report["stage_seconds"]["train"] > 0 and report["stage_seconds"]["predict"] > 0
+    assert "peak_gpu_gb" in report and report["interrupted"] is False  # None here: no GPU
+
+
+def test_dry_run_tree_holds_arc_agi_2_evaluation_tasks_with_the_card_switches(tmp_path, arc1_eval_files):
+    """--set arc-agi-2 fills the fake competition with ARC-AGI-2 evaluation tasks (the emulated-card runs of
+    the ARC-AGI-2 notebooks), and the card switches reach the notebook's environment."""
+    import kaggle_dry_run
+
+    challenges, _ = kaggle_dry_run.dataset_files("arc-agi-2", "evaluation")
+    if not challenges.is_file():
+        pytest.skip(f"ARC-AGI-2 data not found: {challenges}")
+    tree = kaggle_dry_run.build_tree(
+        tmp_path, "arc-prize-2026", 3, None, install=False, pipeline="task", arc_set="arc-agi-2"
+    )
+    held = load_tasks(tree["challenges"])
+    assert len(held) == 3 and set(held) <= set(load_tasks(challenges))
+    assert set(read_json(tree["solutions"])) == set(held)
+    beside = tree["challenges"].with_name("arc-agi_training_solutions.json")
+    assert set(read_json(beside)) == set(load_tasks(kaggle_dry_run.dataset_files("arc-agi-2", "training")[0]))
+    assert not tree["challenges"].with_name("arc-agi_evaluation_solutions.json").exists()
+    env = kaggle_dry_run.notebook_env({"ARCSUB_CAPABILITY": "7.5", "ARCSUB_GPU_MEMORY_GB": "15", "HF_TOKEN": "x"})
+    assert env == {"ARCSUB_CAPABILITY": "7.5", "ARCSUB_GPU_MEMORY_GB": "15"}
 
 
 @pytest.mark.slow

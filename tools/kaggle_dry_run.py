@@ -4,11 +4,14 @@
                                    [--model DIR] [--out out/kaggle/dry-run] [--network off|on]
                                    [--skip-install] [--kill-after-baseline [SECONDS]] [--overrides "k=v ..."]
                                    [--pipeline in-context|task] [--config PIPELINE.yaml]
+                                   [--set arc-agi-1|arc-agi-2]
 
 It builds, under --out:
 
-- kaggle/input/<competition>/arc-agi_test_challenges.json: a few ARC-AGI-1 *evaluation* tasks (the smallest,
-  so a CPU finishes), their solutions kept outside the tree (solutions.json) for scoring afterwards;
+- kaggle/input/<competition>/arc-agi_test_challenges.json: a few ARC-AGI-1 (--set arc-agi-2: ARC-AGI-2)
+  *evaluation* tasks (the smallest, so a CPU finishes; --tasks 400 takes them all), their solutions kept
+  outside the tree (solutions.json) for scoring afterwards; beside it the set's training challenges and
+  solutions, as Kaggle's competition folder has them;
 - kaggle/input/arcsub-model/: the model dataset (tools/build_model_dataset.py) of the embedded default model
   (or --model; a random tiny model, with a note, when neither exists);
 - kaggle/input/arcsub-wheels/: the wheel dataset with arcsub's own wheel only (tools/build_wheels.py
@@ -57,7 +60,7 @@ SUMMARY = "arcsub-kaggle-summary.json"
 # notebook runs code from a model or data folder, and Kaggle's own kernel has no such secrets either.
 ENV_ALLOWED = ("PATH", "PYTHONPATH", "HOME", "USER", "LANG", "TERM", "TMPDIR", "TZ", "LD_LIBRARY_PATH", "VIRTUAL_ENV",
                "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XDG_CACHE_HOME",
-               "TRITON_CACHE_DIR", "ARCSUB_DATA", "ARCSUB_DEBUG", "ARCSUB_CAPABILITY")  # fmt: skip
+               "TRITON_CACHE_DIR", "ARCSUB_DATA", "ARCSUB_DEBUG", "ARCSUB_CAPABILITY", "ARCSUB_GPU_MEMORY_GB")  # fmt: skip
 ENV_ALLOWED_PREFIXES = ("LC_", "NVIDIA_")
 
 
@@ -129,6 +132,17 @@ def default_model(out: Path) -> tuple[Path, str]:
     return tiny, f"random tiny model (no embedded default: {reason})"
 
 
+def copy_training_set(arc_set: str, comp_dir: Path) -> None:
+    """The set's training challenges and solutions beside the test file, under Kaggle's names, as the
+    competition folder ships them (the task pipeline trains on them: beside_data). Never the evaluation
+    solutions: here the evaluation tasks are the hidden test."""
+    for kind in ("challenges", "solutions"):
+        src = dataset_files(arc_set, "training")[0 if kind == "challenges" else 1]
+        if not src.is_file():
+            raise ToolError(f"{src}: {arc_set} training data not found (set ARCSUB_DATA)")
+        shutil.copyfile(src, comp_dir / f"arc-agi_training_{kind}.json")
+
+
 def build_tree(
     out: Path,
     competition: str,
@@ -136,10 +150,11 @@ def build_tree(
     model: Path | None,
     install: bool,
     pipeline: str = "in-context",
+    arc_set: str = "arc-agi-1",
 ) -> dict[str, Any]:
-    challenges, solutions = dataset_files("arc-agi-1", "evaluation")
+    challenges, solutions = dataset_files(arc_set, "evaluation")
     if not challenges.is_file() or not solutions.is_file():
-        raise ToolError(f"{challenges}: ARC-AGI-1 evaluation data not found (set ARCSUB_DATA)")
+        raise ToolError(f"{challenges}: {arc_set} evaluation data not found (set ARCSUB_DATA)")
     root = out / "kaggle"
     for d in (root / "input", root / "working", out / "site"):
         shutil.rmtree(d, ignore_errors=True)
@@ -148,6 +163,7 @@ def build_tree(
     comp_dir = root / "input" / competition
     write_json_atomic(comp_dir / CHALLENGES_FILE, {t: tasks[t].to_json() for t in ids})
     write_json_atomic(out / "solutions.json", {t: [p.output.tolist() for p in tasks[t].test] for t in ids})
+    copy_training_set(arc_set, comp_dir)
     note = "given"
     if model is None:
         model, note = default_model(out)
@@ -254,7 +270,17 @@ def build_parser():
     p = parser(PROG, __doc__.split("\n\n")[0])
     p.add_argument("--competition", default="arc-prize-2024", choices=sorted(COMPETITIONS))
     p.add_argument(
-        "--tasks", type=int, default=2, help="ARC-AGI-1 evaluation tasks to run (default %(default)s)"
+        "--tasks",
+        type=int,
+        default=2,
+        help="evaluation tasks to run, the smallest first (default %(default)s; more than the set has: all)",
+    )
+    p.add_argument(
+        "--set",
+        dest="arc_set",
+        choices=["arc-agi-1", "arc-agi-2"],
+        default="arc-agi-1",
+        help="whose evaluation tasks the fake competition holds (default %(default)s)",
     )
     p.add_argument(
         "--time-limit",
@@ -404,6 +430,9 @@ def report_run(out: Path, tree: dict, summary: dict, check: dict, network: str, 
         "mode": summary.get("mode"),
         "predicted": summary.get("predicted"),
         "error": summary.get("error"),
+        "interrupted": summary.get("interrupted", False),
+        "stage_seconds": summary.get("stage_seconds"),
+        "peak_gpu_gb": summary.get("peak_gpu_gb"),
         "arcsub_from": summary.get("arcsub_path"),
         "model": tree["model_note"],
     }
@@ -432,7 +461,9 @@ def main(argv: Sequence[str]) -> int:
         return execute(args.execute, args.working, args.out / "executed.ipynb", args.timeout, args.pid_file)
     check_args(args)
     out = args.out.resolve()
-    tree = build_tree(out, args.competition, args.tasks, args.model, not args.skip_install, args.pipeline)
+    tree = build_tree(
+        out, args.competition, args.tasks, args.model, not args.skip_install, args.pipeline, args.arc_set
+    )
     working = tree["root"] / "working"
     print(
         f"{PROG}: fake tree {rel(tree['root'])}: {len(tree['ids'])} task(s) {', '.join(tree['ids'])}; "

@@ -115,6 +115,20 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def peak_gpu_memory_gb() -> dict[str, float] | None:
+    """This process's peak GPU memory in GB (2**30 bytes) summed over its GPUs: `allocated` (tensors) and
+    `reserved` (what the caching allocator held, the number a memory cap or a card's size limits); None
+    without CUDA. Run summaries carry it so an emulated-card run shows how close it came to the card's size."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    n = torch.cuda.device_count()
+    allocated = sum(torch.cuda.max_memory_allocated(i) for i in range(n)) / 2**30
+    reserved = sum(torch.cuda.max_memory_reserved(i) for i in range(n)) / 2**30
+    return {"allocated": round(allocated, 2), "reserved": round(reserved, 2)}
+
+
 def gpu_count() -> int:
     import torch
 

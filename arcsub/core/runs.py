@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from arcsub.core.data import ArcDataError, Task, load_tasks, read_json, write_json_atomic
+from arcsub.core.device import peak_gpu_memory_gb
 from arcsub.core.submission import build_submission, write_submission
 
 log = logging.getLogger("arcsub.runs")
@@ -93,7 +94,7 @@ def finish_run(
     for f in sorted(out.glob("predictions.*.json")):
         predictions.update(read_json(f))
     write_json_atomic(out / "predictions.json", predictions)
-    summary.update(seconds=round(time.time() - t_start, 1), score=None)
+    summary.update(seconds=round(time.time() - t_start, 1), score=None, peak_gpu_gb=peak_gpu_memory_gb())
     from arcsub.core.viz import render_html
 
     report_tasks = tasks

@@ -346,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             pipeline_seconds=round(time.time() - t_run, 1),
             score=result.get("score"),
             stage_seconds=result.get("stage_seconds"),
+            peak_gpu_gb=result.get("peak_gpu_gb"),
         )
         if mode == "selfcheck":
             extra = read_attempts(plan.target, plan.tasks)
