@@ -640,7 +640,9 @@ def test_dry_run_tree_holds_arc_agi_2_evaluation_tasks_with_the_card_switches(tm
     beside = tree["challenges"].with_name("arc-agi_training_solutions.json")
     assert set(read_json(beside)) == set(load_tasks(kaggle_dry_run.dataset_files("arc-agi-2", "training")[0]))
     assert not tree["challenges"].with_name("arc-agi_evaluation_solutions.json").exists()
-    env = kaggle_dry_run.notebook_env({"ARCSUB_CAPABILITY": "7.5", "ARCSUB_GPU_MEMORY_GB": "15", "HF_TOKEN": "x"})
+    env = kaggle_dry_run.notebook_env(
+        {"ARCSUB_CAPABILITY": "7.5", "ARCSUB_GPU_MEMORY_GB": "15", "HF_TOKEN": "x"}
+    )
     assert env == {"ARCSUB_CAPABILITY": "7.5", "ARCSUB_GPU_MEMORY_GB": "15"}
 
 
