@@ -245,12 +245,32 @@ def test_quant_4bit_without_bitsandbytes_is_one_line_error(tmp_path, qwen_dir, c
     assert not any(tmp_path.iterdir())  # failed before making a run directory
 
 
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes is installed")
+def test_ttft_quant_and_8bit_optimizer_without_bitsandbytes_are_one_line_errors(tmp_path, qwen_dir, capsys):
+    """QLoRA TTFT (quant=4bit) and 8-bit AdamW need bitsandbytes: one line, exit 2, no adapters folder."""
+    c, _ = dataset_files("arc-agi-1", "evaluation")
+    if not c.exists():
+        pytest.skip(f"ARC data not found: {c}")
+    for arg, msg in [
+        ("quant=4bit", "quant=4bit needs bitsandbytes and a CUDA GPU"),
+        ("optim=adamw8bit", "optim=adamw8bit needs bitsandbytes"),
+        ("optim=sgd", "unknown optimizer optim='sgd'"),
+        ("quant=8bit", "quant='8bit'"),
+    ]:
+        out = tmp_path / arg.replace("=", "-")
+        rc = main(["ttft", str(qwen_dir), str(c), "-o", str(out), "--tasks", "1", arg, "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and msg in err and "\n" not in err, (arg, err)
+        assert not out.exists()
+
+
 def test_quant_combos_are_checked(tmp_path, qwen_dir, capsys):
     for args, msg in [
         (["model=tiny", "quant=4bit", "lora.r=8"], "local model directory"),
         ([f"model={qwen_dir}", "quant=4bit", "lora.r=0"], "lora.r > 0"),
         ([f"model={qwen_dir}", "quant=8bit"], "quant='8bit'"),
         ([f"model={qwen_dir}", "backend=fast"], "backend='fast'"),
+        ([f"model={qwen_dir}", "optim.name=lion"], "unknown optimizer optim.name='lion'"),
         (["model=tiny", "shrink_vocab=true"], "shrink_vocab"),
     ]:
         rc = main(["train", *args, f"out_dir={tmp_path}", "--quiet"])

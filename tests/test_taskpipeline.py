@@ -205,3 +205,37 @@ def test_per_task_ablation_trains_one_model_per_task(arc1_eval_files, tmp_path):
     run_pipeline(challenges, tmp_path / "run", cfg, solutions, ids)
     after = (tmp_path / "run" / "per-task" / ids[0] / "task-model" / "model" / "model.safetensors").stat()
     assert before.st_mtime_ns == after.st_mtime_ns
+
+
+def test_an_interrupted_prediction_keeps_every_finished_chunk_in_the_submission(
+    arc1_eval, tmp_path, monkeypatch
+):
+    """The in-process shard merges into submission.json after every chunk: an interruption in the second
+    chunk (the notebook's hard deadline) keeps the first chunk's attempts (an emulated T4 run lost 250
+    predicted tasks this way). Model loading and prediction are stand-ins: the merge is under test."""
+    from arcsub.core.runs import start_run
+    from arcsub.taskmodel import model as task_model
+    from arcsub.taskmodel import pipeline as task_pipeline
+    from arcsub.taskmodel import predict as task_predict
+
+    ids = sorted(arc1_eval)[:2]
+    test_file = tmp_path / "test.json"
+    test_file.write_text(json.dumps({t: arc1_eval[t].to_json() for t in ids}))
+    out, tasks = start_run(test_file, tmp_path / "out", None)
+    calls: list[list[str]] = []
+
+    def fake_predict(model, index, chunk, cfg, progress):
+        calls.append(list(chunk))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the hard deadline's alarm, mid-chunk
+        att = {t: [[[[7]], [[7]]] for _ in chunk[t].test] for t in chunk}
+        return {t: [] for t in chunk}, att
+
+    monkeypatch.setattr(task_model, "load_task_model", lambda *a: (None, None))
+    monkeypatch.setattr(task_predict, "predict_tasks", fake_predict)
+    cfg = load_pipeline_config(None, ["chunk=1", "predict.device=cpu"])
+    with pytest.raises(KeyboardInterrupt):
+        task_pipeline.predict_shard(0, ids, "m", str(test_file), str(out), cfg, float("inf"), merge=True)
+    sub = read_json(out / "submission.json")
+    assert sub[ids[0]][0]["attempt_1"] == [[7]]  # the finished chunk is in the submission
+    assert sub[ids[1]][0]["attempt_1"] != [[7]]  # the interrupted one keeps its baseline

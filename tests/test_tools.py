@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -673,3 +674,23 @@ def test_notebook_killed_after_baseline_leaves_a_valid_submission(tmp_path, arc1
     sub = read_json(working / "submission.json")
     done = [t for t, e in sub.items() if e[0]["attempt_1"] == [[7]]]
     assert len(done) < 4  # some tasks had not finished: their baseline attempts remain
+
+
+def test_loopback_comes_up_inside_a_network_namespace_without_the_ip_tool():
+    """`unshare -n` leaves lo down; the executor brings it up by ioctl (a GPU machine had no `ip`, and every
+    notebook kernel then timed out talking to its client over 127.0.0.1)."""
+    import kaggle_dry_run
+
+    if not kaggle_dry_run.unshare_works()[0]:
+        pytest.skip("unshare -n is not allowed here")
+    code = (
+        "import socket, kaggle_dry_run as k; print(k.loopback_up());"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen();"
+        "socket.create_connection(s.getsockname(), timeout=5).close(); print('connected')"
+    )
+    env = {**os.environ, "PATH": "/nonexistent", "PYTHONPATH": str(TOOLS)}
+    proc = subprocess.run(
+        [shutil.which("unshare"), "-n", sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["loopback", "brought", "up", "connected"]

@@ -83,8 +83,29 @@ def unshare_works() -> tuple[bool, str]:
 
 
 def offline_wrapper() -> list[str]:
-    """`unshare -n` with loopback up (the notebook kernel talks to its client over 127.0.0.1)."""
-    return ["unshare", "-n", "sh", "-c", 'ip link set lo up 2>/dev/null || true; exec "$0" "$@"']
+    """`unshare -n`: a network namespace with only a loopback device, which `execute` brings up (the
+    notebook kernel talks to its client over 127.0.0.1)."""
+    return ["unshare", "-n"]
+
+
+def loopback_up() -> str:
+    """Bring the loopback device up with an ioctl, as `ip link set lo up` does, without needing the `ip`
+    tool (a GPU machine lacked it, and four notebook kernels then never answered their client). Returns a
+    note; an error (no CAP_NET_ADMIN, not Linux) is reported, not raised: outside a namespace lo is up."""
+    import fcntl
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            req = struct.pack("16sh", b"lo", 0)
+            flags = struct.unpack("16sh", fcntl.ioctl(s, siocgifflags, req))[1]
+            if not flags & iff_up:
+                fcntl.ioctl(s, siocsifflags, struct.pack("16sh", b"lo", flags | iff_up))
+                return "loopback brought up"
+            return "loopback up"
+    except OSError as e:
+        return f"loopback unchanged ({e.strerror or type(e).__name__})"
 
 
 def probe_network(host: str = "pypi.org", port: int = 443, timeout: float = 3.0) -> str:
@@ -215,7 +236,7 @@ def execute(notebook: Path, working: Path, executed: Path, timeout: float, pid_f
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-    print(f"{PROG}: network {probe_network()}", flush=True)
+    print(f"{PROG}: {loopback_up()}; network {probe_network()}", flush=True)
     nb = nbformat.read(str(notebook), as_version=4)
 
     def _started(**kwargs: Any) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from arcsub.core.data import ArcDataError
 from arcsub.core.encode import FORMATS, build_compact_tokenizer, is_compact
-from arcsub.core.modeldir import check_model_dir, read_model_info
+from arcsub.core.modeldir import check_model_dir, load_adapter, read_model_info
 
 # Shapes for models trained from scratch on the compact vocabulary. vocab_size is padded to 32 for
 # tensor-core friendly embedding shapes; the tokenizer uses the first 19 ids.
@@ -161,6 +161,26 @@ def load_tokenizer_and_format(path: str | Path, trust_remote_code: bool = False)
     fmt = prompt_format_name(p, tokenizer)
     check_tokenizer(tokenizer, p, fmt)
     return tokenizer, fmt
+
+
+QUANTS = ("none", "4bit")
+
+
+def check_quant(quant: str, where: str = "config") -> None:
+    """One-line errors for a quant setting: an unknown value, or 4bit without bitsandbytes or a CUDA GPU
+    (bitsandbytes' NF4 kernels run on CUDA only; arcsub train and TTFT share this check)."""
+    if quant not in QUANTS:
+        raise ArcDataError(f"{where}: quant={quant!r} must be one of {list(QUANTS)}")
+    if quant == "none":
+        return
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception:
+        ok = False
+    else:
+        ok = torch.cuda.is_available()
+    if not ok:
+        raise ArcDataError(f"{where}: quant=4bit needs bitsandbytes and a CUDA GPU: pip install arcsub[bnb]")
 
 
 def load_model(
@@ -413,3 +433,12 @@ def apply_lora(model, lora: LoraSettings):
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, cfg)
+
+
+def merge_into_full_precision(base_dir: str | Path, adapter_dir: str | Path, shrink: bool = False):
+    """A LoRA trained on a 4-bit base (QLoRA) merged into the base's full-precision weights, reloaded from
+    disk: merging into the NF4 weights would round the merged model to 4 bits (arcsub train and group TTFT)."""
+    base, tok, fmt = load_model(base_dir)
+    if shrink:
+        base, _ = shrink_vocab(base, tok, fmt)
+    return load_adapter(base, adapter_dir).merge_and_unload()

@@ -28,11 +28,22 @@ from arcsub.core.modeldir import (
     save_model,
 )
 from arcsub.lm.batches import Batch, DataSettings, StepBatches, TaskPool
-from arcsub.lm.models import PRESETS, LoraSettings, apply_lora, build_model, load_model, shrink_vocab
+from arcsub.lm.models import (
+    PRESETS,
+    QUANTS,
+    LoraSettings,
+    apply_lora,
+    build_model,
+    check_quant,
+    load_model,
+    merge_into_full_precision,
+    shrink_vocab,
+)
 from arcsub.training.runtime import (
     OptimSettings,
     backward_micro_steps,
     build_optimizer,
+    check_optimizer,
     checkpoint_or_stop,
     clear_checkpoints,
     log_record,
@@ -118,8 +129,9 @@ def token_loss(model, batch: Batch, n_label: int) -> torch.Tensor:
 def check_backend(cfg: TrainConfig) -> str:
     """Validate shrink_vocab / quant / backend (one-line errors); returns the backend to use: "unsloth"
     only when it imports, else a one-line notice on stderr and "plain"."""
-    if cfg.quant not in ("none", "4bit"):
-        raise ArcDataError(f"config: quant={cfg.quant!r} must be one of ['none', '4bit']")
+    if cfg.quant not in QUANTS:
+        raise ArcDataError(f"config: quant={cfg.quant!r} must be one of {list(QUANTS)}")
+    check_optimizer(cfg.optim.name)
     if cfg.backend not in ("plain", "unsloth"):
         raise ArcDataError(f"config: backend={cfg.backend!r} must be one of ['plain', 'unsloth']")
     local = cfg.model not in PRESETS
@@ -130,14 +142,7 @@ def check_backend(cfg: TrainConfig) -> str:
             raise ArcDataError("config: quant=4bit needs model=<a local model directory>, not a preset")
         if cfg.lora.r <= 0 and not cfg.adapter:
             raise ArcDataError("config: quant=4bit trains LoRA adapters only: set lora.r > 0")
-        try:
-            import bitsandbytes  # noqa: F401
-        except Exception:
-            ok = False
-        else:
-            ok = torch.cuda.is_available()
-        if not ok:
-            raise ArcDataError("quant=4bit needs bitsandbytes and a CUDA GPU: pip install arcsub[bnb]")
+        check_quant(cfg.quant)
     if cfg.backend == "unsloth":
         if not local:
             raise ArcDataError("config: backend=unsloth needs model=<a local model directory>, not a preset")
@@ -328,12 +333,10 @@ def _save_final(run: Path, model, tok, fmt: str, cfg: TrainConfig, n_params: int
         info["shrink_vocab"] = getattr(tok, "arcsub_shrink", True)
     if hasattr(inner, "peft_config"):
         save_model(inner, tok, run / "adapter", info)
-        if cfg.quant == "4bit":  # merge into full-precision base weights, not the 4-bit ones
-            base, base_tok, base_fmt = load_model(cfg.model)
-            if cfg.shrink_vocab:
-                base, _ = shrink_vocab(base, base_tok, base_fmt)
-            inner = load_adapter(base, run / "adapter")
-        inner = inner.merge_and_unload()
+        if cfg.quant == "4bit":
+            inner = merge_into_full_precision(cfg.model, run / "adapter", cfg.shrink_vocab)
+        else:
+            inner = inner.merge_and_unload()
     save_model(inner.float(), tok, run / "model", info)
     clear_checkpoints(run)
     print(f"arcsub train: saved {run / 'model'}", flush=True)

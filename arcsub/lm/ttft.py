@@ -24,11 +24,12 @@ from arcsub.core.device import pick_dtype
 from arcsub.core.encode import Codec
 from arcsub.core.modeldir import load_adapter, model_finished, save_model
 from arcsub.lm.batches import DataSettings, TaskPool, make_batch
-from arcsub.lm.models import LoraSettings, apply_lora, load_model
+from arcsub.lm.models import LoraSettings, apply_lora, check_quant, load_model, merge_into_full_precision
 from arcsub.lm.train import token_loss
 from arcsub.training.runtime import (
     OptimSettings,
     build_optimizer,
+    check_optimizer,
     lr_at,
     make_scaler,
     optimizer_step,
@@ -51,6 +52,10 @@ class TTFTConfig:
     time_budget: float = 0.0  # 0 = no limit; whole run: later tasks get what earlier ones left
     seed: int = 0
     dtype: str = "auto"
+    # 4bit: the base as bitsandbytes NF4 (QLoRA: a 7-8B base fits a 15 GB T4); the adapters it saves are
+    # applied to the full-precision base at prediction, as QLoRA adapters usually are. CUDA only.
+    quant: str = "none"  # none | 4bit
+    optim: str = "adamw"  # adamw | adamw8bit (bitsandbytes: ~4x smaller optimizer state)
     workers: int = 1  # per-task mode: processes, tasks sharded round-robin; 0 = one per GPU
     data: DataSettings = field(default_factory=lambda: DataSettings(swap_prob=0.0))
 
@@ -76,14 +81,22 @@ class LoraFitter:
     def __init__(self, model_dir: str | Path, cfg: TTFTConfig, device: str | torch.device):
         self.cfg, self.device = cfg, torch.device(device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
-        model, self.tok, self.fmt = load_model(model_dir, device=device)
+        check_quant(cfg.quant, "ttft")
+        quantized = cfg.quant == "4bit"
+        model, self.tok, self.fmt = load_model(
+            model_dir, dtype=torch.bfloat16 if quantized else None, device=device, quant=cfg.quant
+        )
+        if quantized:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         if cfg.adapter:
             model = load_adapter(model, cfg.adapter, trainable=True)
         else:
             model = apply_lora(model, cfg.lora)
         if not hasattr(model, "peft_config"):
             raise ArcDataError("ttft: lora.r must be > 0 (test-time fine-tuning saves LoRA adapters)")
-        self.model = model.to(device)
+        self.model = model if quantized else model.to(device)  # NF4 weights are placed at load
         self.codec = Codec(self.tok)
         self.initial = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
 
@@ -97,7 +110,7 @@ class LoraFitter:
         """Train on the leave-one-out tasks of `tasks` for `steps` steps or `seconds`, whichever ends first."""
         c = self.cfg
         pool = TaskPool(c.data, [t for task in tasks for t in loo_tasks(task)])
-        optim = OptimSettings(lr=c.lr, warmup=c.warmup, weight_decay=0.0, schedule="cosine")
+        optim = OptimSettings(name=c.optim, lr=c.lr, warmup=c.warmup, weight_decay=0.0, schedule="cosine")
         opt = build_optimizer(self.model, optim, self.device)
         scaler = make_scaler(self.dtype)
         self.model.train()
@@ -139,6 +152,8 @@ def run_ttft(
     """Fit adapters for `tasks` (test outputs are never used) into out_dir; returns out_dir.
 
     `fitter` reuses a loaded model across calls (the pipeline calls this once per chunk of tasks)."""
+    check_quant(cfg.quant, "ttft")  # before any folder is made
+    check_optimizer(cfg.optim, "optim")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -210,7 +225,11 @@ def _run_group(model_dir, tasks: list[Task], out: Path, cfg: TTFTConfig, dev: to
         return out
     fitter = LoraFitter(model_dir, cfg, dev)
     stats = fitter.fit(tasks, cfg.steps, cfg.time_budget, cfg.seed)
-    merged = fitter.model.merge_and_unload()
+    if cfg.quant == "4bit":
+        save_dir_atomic(out / "adapter", partial(_save_adapter, fitter.model))
+        merged = merge_into_full_precision(model_dir, out / "adapter")
+    else:
+        merged = fitter.model.merge_and_unload()
     save_model(
         merged.float(),
         fitter.tok,

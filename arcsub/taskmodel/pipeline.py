@@ -211,9 +211,13 @@ def predict_shard(
     out: str,
     cfg: TaskPipelineConfig,
     deadline: float,
+    merge: bool = False,
 ) -> None:
     """One worker (GPU `rank`): predict its tasks not yet in attempts.<rank>.json chunk by chunk, saving
-    attempts and predictions after each chunk (the caller merges them into submission.json)."""
+    attempts and predictions after each chunk. Workers leave the merge into submission.json to the caller
+    (run_workers); the one in-process shard (`merge`) merges after every chunk itself, so an interruption
+    (the notebook's hard deadline) keeps every finished chunk. A chunk that the last one's time says cannot
+    finish before `deadline` is not started."""
     import torch
 
     apply_memory_cap()  # a spawned worker does not pass through the entry points
@@ -232,15 +236,20 @@ def predict_shard(
         return
     device = predict_device(cfg.predict)
     model, index = load_task_model(model_dir, device, pick_dtype(cfg.predict.dtype, device))
+    last_chunk_s = 0.0
     for start in range(0, len(todo), cfg.chunk):
-        if time.time() > deadline:
+        if time.time() + last_chunk_s > deadline:
             log.warning(
                 "worker %d: time budget spent, %d task(s) keep baseline attempts", rank, len(todo) - start
             )
             break
+        t_chunk = time.time()
         chunk = {t: tasks[t] for t in todo[start : start + cfg.chunk]}
         preds, att = predict_tasks(model, index, chunk, cfg.predict, progress=False)
         results.add(preds, att)
+        if merge:
+            merge_attempts(out_p, tasks)
+        last_chunk_s = time.time() - t_chunk
         log.info("worker %d: predicted %d/%d tasks", rank, len(results.attempts), len(ids))
 
 
@@ -273,7 +282,7 @@ def run_pipeline(
     shards = [ids[r::gpus] for r in range(min(gpus, len(ids)))]
     args = (str(model_dir), str(test_file), str(out), cfg, deadline)
     if len(shards) == 1:
-        predict_shard(0, shards[0], *args)
+        predict_shard(0, shards[0], *args, merge=True)
     else:
         run_workers(predict_shard, shards, args, out, tasks)
     attempts = merge_attempts(out, tasks)

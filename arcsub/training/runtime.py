@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import json
 import math
 import os
@@ -78,19 +79,25 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> float:
     return lr
 
 
+def check_optimizer(name: str, key: str = "optim.name") -> None:
+    """One-line errors for an optimizer name, before a run makes its folders: unknown, or adamw8bit without
+    bitsandbytes."""
+    if name not in ("adamw", "adamw8bit"):
+        raise ArcDataError(f"config: unknown optimizer {key}={name!r} (adamw | adamw8bit)")
+    if name == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
+        raise ArcDataError(f"{key}=adamw8bit needs bitsandbytes: pip install arcsub[bnb]")
+
+
 def build_optimizer(model, o: OptimSettings, device: torch.device) -> torch.optim.Optimizer:
+    check_optimizer(o.name)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if o.name == "adamw8bit":
-        try:
-            import bitsandbytes as bnb
-        except ImportError:
-            raise ArcDataError("optim.name=adamw8bit needs bitsandbytes: pip install arcsub[bnb]") from None
+        import bitsandbytes as bnb
+
         return bnb.optim.AdamW8bit(groups, lr=o.lr, betas=o.betas)
-    if o.name != "adamw":
-        raise ArcDataError(f"config: unknown optimizer {o.name!r} (adamw | adamw8bit)")
     return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, fused=device.type == "cuda")
 
 
