@@ -84,3 +84,32 @@ def test_dry_run_cli(model_dir, arc1_eval_files, tmp_path, capsys):
     first = list(json.loads(Path(challenges).read_text()))[:1]
     assert first != pick_dry_run_tasks(challenges, 1)  # the file's first task is not its smallest
     assert rc == 0 and list(json.loads((tmp_path / "f" / "submission.json").read_text())) == first
+
+
+def test_an_interrupted_single_worker_run_keeps_every_finished_chunk(arc1_eval_files, tmp_path, monkeypatch):
+    """One in-process worker merges into submission.json after every chunk: an interruption in the second
+    chunk keeps the first chunk's attempts (engine and prediction are stand-ins: the merge is under test)."""
+    from arcsub.core.data import read_json
+    from arcsub.core.runs import start_run
+    from arcsub.lm import pipeline as lm_pipeline
+    from arcsub.lm import predict as lm_predict
+
+    challenges, _ = arc1_eval_files
+    ids = pick_dry_run_tasks(challenges, 2)
+    out, tasks = start_run(challenges, tmp_path / "out", ids)
+    calls: list[list[str]] = []
+
+    def fake_predict(chunk, model, cfg, adapters, engine, progress):
+        calls.append(list(chunk))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the notebook's hard deadline, mid-chunk
+        return {t: [] for t in chunk}, {t: [[[[7]], [[7]]] for _ in chunk[t].test] for t in chunk}
+
+    monkeypatch.setattr(lm_predict, "open_engine", lambda *a, **k: (None, None, None))
+    monkeypatch.setattr(lm_predict, "predict", fake_predict)
+    cfg = load_pipeline_config(None, ["chunk=1", "ttft_enabled=false"])
+    with pytest.raises(KeyboardInterrupt):
+        lm_pipeline.run_shard(0, ids, str(challenges), str(out), cfg, float("inf"), merge=True)
+    sub = read_json(out / "submission.json")
+    assert list(sub) == ids  # the run's tasks only, in order
+    assert sub[ids[0]][0]["attempt_1"] == [[7]] and sub[ids[1]][0]["attempt_1"] != [[7]]

@@ -67,10 +67,18 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> Pipel
     return load_config(PipelineConfig, path, overrides)
 
 
-def _run_shard(
-    rank: int, ids: list[str], challenges: str, out: str, cfg: PipelineConfig, deadline: float
+def run_shard(
+    rank: int,
+    ids: list[str],
+    challenges: str,
+    out: str,
+    cfg: PipelineConfig,
+    deadline: float,
+    merge: bool = False,
 ) -> None:
-    """One worker: TTFT + predict chunk by chunk; attempts and predictions saved after every chunk."""
+    """One worker: TTFT + predict chunk by chunk; attempts and predictions saved after every chunk. The one
+    in-process shard (`merge`) also merges them into submission.json after every chunk, as run_workers does
+    for worker processes, so an interruption keeps every finished chunk."""
     from arcsub.lm.predict import open_engine, predict
     from arcsub.lm.ttft import LoraFitter, run_ttft
 
@@ -112,6 +120,8 @@ def _run_shard(
         preds, att = predict(chunk, model, cfg.predict, adapters_dir, engine, progress=False)
         times["predict"] += time.time() - t0
         results.add(preds, att)
+        if merge:  # the single shard holds every task of the run, in order
+            merge_attempts(out_p, {t: tasks[t] for t in ids})
         write_json_atomic(times_file, times)
         log.info("worker %d: %d/%d tasks done", rank, len(results.attempts), len(ids))
 
@@ -140,9 +150,9 @@ def run_pipeline(
     n_workers = min(n_workers, len(ids))
     shards = [ids[r::n_workers] for r in range(n_workers)]
     if n_workers == 1:
-        _run_shard(0, shards[0], str(challenges), str(out), cfg, deadline)
+        run_shard(0, shards[0], str(challenges), str(out), cfg, deadline, merge=True)
     else:
-        run_workers(_run_shard, shards, (str(challenges), str(out), cfg, deadline), out, tasks)
+        run_workers(run_shard, shards, (str(challenges), str(out), cfg, deadline), out, tasks)
     attempts = merge_attempts(out, tasks)
     times = {"ttft": 0.0, "predict": 0.0}
     for f in out.glob("times.*.json"):
