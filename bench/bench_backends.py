@@ -149,12 +149,12 @@ def main() -> None:
         except Exception as e:  # not installed: the rows say what that costs
             versions[mod] = f"missing ({type(e).__name__})"
     model_dir = make_checkpoint(Path(tempfile.mkdtemp()) / args.preset, args.preset)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    result = {"device": device, "preset": args.preset, "steps": args.steps, "versions": versions}
     rows = {}
     for name in names:
         rows[name] = in_subprocess(name, model_dir, args.steps, args.timeout)
         print(f"{name:20s} {json.dumps(rows[name])}", flush=True)
-        device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-        result = {"device": device, "preset": args.preset, "steps": args.steps, "versions": versions}
         # after every row: a run cut off at its limit keeps what it measured
         write_json_atomic(args.out, {**result, "rows": rows}, indent=1)
 

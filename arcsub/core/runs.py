@@ -25,23 +25,30 @@ log = logging.getLogger("arcsub.runs")
 @dataclass
 class WorkerResults:
     """One worker's attempts.<rank>.json and predictions.<rank>.json: read back when a run resumes, rewritten
-    (atomically, attempts last: they mark tasks done) whenever tasks finish; merge_attempts joins the workers."""
+    (atomically, attempts last: they mark tasks done) whenever tasks finish; merge_attempts joins the workers.
+
+    `merge_into` (the run's tasks) makes every `add` also rewrite out/submission.json: a run's only, in-process
+    worker has no parent merging for it (run_workers does that for worker processes), and an interruption
+    (the notebook's hard deadline) must keep every finished chunk."""
 
     attempts_file: Path
     preds_file: Path
     attempts: dict[str, Any]
     predictions: dict[str, Any]
+    merge_into: Mapping[str, Task] | None = None
 
     @classmethod
-    def load(cls, out: Path, rank: int) -> WorkerResults:
+    def load(cls, out: Path, rank: int, merge_into: Mapping[str, Task] | None = None) -> WorkerResults:
         a, p = out / f"attempts.{rank}.json", out / f"predictions.{rank}.json"
-        return cls(a, p, read_json(a) if a.exists() else {}, read_json(p) if p.exists() else {})
+        return cls(a, p, read_json(a) if a.exists() else {}, read_json(p) if p.exists() else {}, merge_into)
 
     def add(self, predictions: dict[str, Any], attempts: dict[str, Any]) -> None:
         self.predictions.update(predictions)
         self.attempts.update(attempts)
         write_json_atomic(self.preds_file, self.predictions)
         write_json_atomic(self.attempts_file, self.attempts)
+        if self.merge_into is not None:
+            merge_attempts(self.attempts_file.parent, self.merge_into)
 
 
 def hide_test_outputs(task: Task) -> Task:

@@ -90,7 +90,8 @@ def run_shard(
     model = cfg.model or str(default_model_dir())
     out_p = Path(out)
     adapters = out_p / "adapters"
-    results = WorkerResults.load(out_p, rank)
+    # the single shard holds every task of the run, in order
+    results = WorkerResults.load(out_p, rank, merge_into={t: tasks[t] for t in ids} if merge else None)
     times_file = out_p / f"times.{rank}.json"
     times = read_json(times_file) if times_file.exists() else {"ttft": 0.0, "predict": 0.0}
     todo = [t for t in ids if t not in results.attempts]
@@ -120,8 +121,6 @@ def run_shard(
         preds, att = predict(chunk, model, cfg.predict, adapters_dir, engine, progress=False)
         times["predict"] += time.time() - t0
         results.add(preds, att)
-        if merge:  # the single shard holds every task of the run, in order
-            merge_attempts(out_p, {t: tasks[t] for t in ids})
         write_json_atomic(times_file, times)
         log.info("worker %d: %d/%d tasks done", rank, len(results.attempts), len(ids))
 

@@ -230,7 +230,7 @@ def predict_shard(
         torch.cuda.set_device(rank)
     tasks = load_tasks(test_file)
     out_p = Path(out)
-    results = WorkerResults.load(out_p, rank)
+    results = WorkerResults.load(out_p, rank, merge_into=tasks if merge else None)
     todo = [t for t in ids if t not in results.attempts]
     if not todo:
         return
@@ -247,8 +247,6 @@ def predict_shard(
         chunk = {t: tasks[t] for t in todo[start : start + cfg.chunk]}
         preds, att = predict_tasks(model, index, chunk, cfg.predict, progress=False)
         results.add(preds, att)
-        if merge:
-            merge_attempts(out_p, tasks)
         last_chunk_s = time.time() - t_chunk
         log.info("worker %d: predicted %d/%d tasks", rank, len(results.attempts), len(ids))
 
@@ -307,7 +305,7 @@ def _run_per_task(
 ) -> dict[str, Any]:
     """The per-task ablation: the joint pipeline on each task alone (out/per-task/<id>), in turn on one GPU;
     submission.json improves after every task, and a task finished by an earlier run is not redone."""
-    results = WorkerResults.load(out, 0)
+    results = WorkerResults.load(out, 0, merge_into=tasks)
     one = dataclasses.replace(cfg, per_task=False, gpus=1)
     todo = [t for t in tasks if t not in results.attempts]
     for i, tid in enumerate(todo):
@@ -320,7 +318,6 @@ def _run_per_task(
         run_pipeline(challenges, task_out, sub, task_ids=[tid])
         task_results = WorkerResults.load(task_out, 0)
         results.add(task_results.predictions, task_results.attempts)
-        merge_attempts(out, tasks)
     summary: dict[str, Any] = {
         "submission": str(out / "submission.json"),
         "tasks": len(tasks),
