@@ -239,3 +239,41 @@ def test_an_interrupted_prediction_keeps_every_finished_chunk_in_the_submission(
     sub = read_json(out / "submission.json")
     assert sub[ids[0]][0]["attempt_1"] == [[7]]  # the finished chunk is in the submission
     assert sub[ids[1]][0]["attempt_1"] != [[7]]  # the interrupted one keeps its baseline
+
+
+def test_refinement_continues_the_joint_model_on_the_test_demonstrations(arc1_eval_files, tmp_path):
+    """refine_share: the joint run takes the rest of the steps, then a ttt run on the test tasks alone (no
+    training sources) starts from its model at refine_lr; prediction uses the refined model."""
+    challenges, _ = arc1_eval_files
+    ids = pick_dry_run_tasks(challenges, 1)
+    cfg = load_pipeline_config(CPU, [*FAST, "refine_share=0.25", "refine_lr=0.0005"])
+    summary = run_pipeline(challenges, tmp_path / "run", cfg, task_ids=ids)
+    assert summary["predicted"] == 1 and summary["model"].endswith("task-refine/model")
+    assert set(summary["stage_seconds"]) == {"train", "refine", "predict"}
+    joint = read_json(tmp_path / "run" / "task-model" / "model" / "arcsub.json")
+    refined = read_json(tmp_path / "run" / "task-refine" / "config.json")
+    assert joint["steps"] == 30 and refined["steps"] == 10
+    assert refined["mode"] == "ttt" and refined["model"] == str(tmp_path / "run" / "task-model" / "model")
+    assert refined["optim"]["lr"] == 0.0005
+    d = refined["data"]
+    assert d["challenges"] == [] and d["re_arc"] is None and d["generated"] == []
+    assert d["ttt_challenges"] == [str(tmp_path / "run" / "test_challenges.json")]
+
+
+def test_refinement_is_skipped_when_the_budget_leaves_too_little_time(tmp_path, caplog):
+    import logging
+
+    from arcsub.taskmodel.pipeline import refine, train_config
+
+    cfg = load_pipeline_config(CPU, [*FAST, "refine_share=0.2", "time_budget=100"])
+    joint = train_config(cfg, tmp_path / "t.json", tmp_path, 50.0)
+    with caplog.at_level(logging.WARNING, logger="arcsub"):
+        assert refine(cfg, joint, tmp_path / "joint", 1, 5.0) == tmp_path / "joint"
+    assert any("predicting with the joint model" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("bad", ["refine_share=1", "refine_share=-0.1", "refine_lr=0"])
+def test_a_bad_refinement_setting_is_one_line(bad, capsys):
+    rc = main(["dry-run", "--tasks", "1", "--config", str(CPU), bad])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "refine_" in err[0]

@@ -43,6 +43,8 @@ from arcsub.training.runtime import latest_checkpoint
 log = logging.getLogger(__name__)
 
 RUN = "task-model"  # the training run's folder inside the output folder
+REFINE_RUN = "task-refine"  # the refinement run's folder (refine_share > 0)
+MIN_REFINE_SECONDS = 20.0  # less is spent compiling and warming up: the joint model is kept
 
 
 def _train_defaults() -> TaskTrainConfig:
@@ -77,11 +79,20 @@ class TaskPipelineConfig:
     # ablation of the joint run (CompressARC-style): one model per test task, trained on that task's
     # demonstrations (plus the configured sources), each with 1/N of the time budget (or train.steps)
     per_task: bool = False
+    # joint refinement (VARC's test-time training from the trained model, for all test tasks at once): this
+    # share of the training time (or of train.steps) continues the joint model on the test tasks'
+    # demonstrations alone (mode=ttt), with a fresh warm-up and decay at refine_lr
+    refine_share: float = 0.0
+    refine_lr: float = 3e-4
 
 
 def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskPipelineConfig:
     """Defaults, then a YAML/JSON file, then key=value overrides (the Kaggle notebook calls this by name)."""
-    return load_config(TaskPipelineConfig, path, overrides)
+    cfg = load_config(TaskPipelineConfig, path, overrides)
+    if not 0 <= cfg.refine_share < 1 or cfg.refine_lr <= 0:
+        where = f"{path}: " if path else ""
+        raise ArcDataError(f"{where}refine_share must be in [0, 1) and refine_lr above 0")
+    return cfg
 
 
 BESIDE = ("arc-agi_training_challenges.json", "arc-agi_evaluation_challenges.json")
@@ -141,15 +152,48 @@ def train_config(
     if not gpu_count():
         tc = dataclasses.replace(tc, compile=False)  # compiling on a CPU costs more than it saves
     if seconds > 0:
-        # the step count is fitted at step 40, inside the warmup; time_budget is the hard stop behind it
-        tc = dataclasses.replace(
-            tc,
-            seconds=seconds,
-            steps=max(tc.steps, 10**7),
-            time_budget=seconds * 1.2 + 120,
-            optim=dataclasses.replace(tc.optim, warmup=max(tc.optim.warmup, 40)),
-        )
-    return tc
+        return fit_to_seconds(tc, seconds)
+    return share_of(tc, cfg.train, 1 - cfg.refine_share) if cfg.refine_share > 0 else tc
+
+
+def share_of(tc: TaskTrainConfig, whole: TaskTrainConfig, frac: float) -> TaskTrainConfig:
+    """tc with `frac` of whole's training (its seconds when it is fitted to time, else its steps): the joint
+    and refinement runs split a run that has no time budget."""
+    if whole.seconds > 0:
+        return dataclasses.replace(tc, seconds=whole.seconds * frac)
+    return dataclasses.replace(tc, steps=max(1, round(whole.steps * frac)))
+
+
+def fit_to_seconds(tc: TaskTrainConfig, seconds: float) -> TaskTrainConfig:
+    """tc with its schedule fitted to `seconds` of training: the step count is fitted at step 40, inside the
+    warm-up; time_budget is the hard stop behind it."""
+    return dataclasses.replace(
+        tc,
+        seconds=seconds,
+        steps=max(tc.steps, 10**7),
+        time_budget=seconds * 1.2 + 120,
+        optim=dataclasses.replace(tc.optim, warmup=max(tc.optim.warmup, 40)),
+    )
+
+
+def refine_config(
+    cfg: TaskPipelineConfig, joint: TaskTrainConfig, model_dir: Path, seconds: float
+) -> TaskTrainConfig:
+    """The refinement run: the joint model continued on the test tasks' demonstrations alone (no training
+    tasks, RE-ARC or generated pairs), at refine_lr, for `seconds` (0: refine_share of the configured run).
+
+    Why: VARC gains most from test-time training that starts from its trained model; the joint run spends
+    most of its samples on training tasks, so its last steps are not specialised to the test tasks."""
+    data = dataclasses.replace(joint.data, challenges=[], re_arc=None, generated=[])
+    tc = dataclasses.replace(
+        joint,
+        mode="ttt",
+        model=str(model_dir),
+        data=data,
+        name=REFINE_RUN,
+        optim=dataclasses.replace(joint.optim, lr=cfg.refine_lr),
+    )
+    return fit_to_seconds(tc, seconds) if seconds > 0 else share_of(tc, cfg.train, cfg.refine_share)
 
 
 def _exists(path: str) -> bool:
@@ -175,7 +219,7 @@ def train_task_model(tc: TaskTrainConfig, gpus: int) -> Path:
 
     out = Path(tc.out_dir)
     if gpus > 1:
-        cfg_file = write_json_atomic(out / "task-train.json", to_dict(tc), indent=2)
+        cfg_file = write_json_atomic(out / f"{tc.name}-train.json", to_dict(tc), indent=2)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
         cmd += ["-m", "arcsub.cli", "task-train", "--config", str(cfg_file), "--quiet"]
         log.info("training on %d GPUs: %s", gpus, " ".join(cmd))
@@ -192,7 +236,7 @@ def train_task_model(tc: TaskTrainConfig, gpus: int) -> Path:
     else:
         with contextlib.redirect_stdout(sys.stderr):  # stdout is the caller's (e.g. dry-run --json)
             train(tc, progress=False)
-    run = out / RUN
+    run = out / tc.name
     if model_finished(run / "model"):
         return run / "model"
     ck = latest_checkpoint(run)
@@ -274,8 +318,12 @@ def run_pipeline(
     gpus = cfg.gpus or max(1, gpu_count())
     t0 = time.time()
     beside = resolve_path(challenges)
-    model_dir = train_task_model(train_config(cfg, test_file, out, seconds, beside), gpus)
-    t_train = time.time() - t0
+    joint = train_config(cfg, test_file, out, seconds * (1 - cfg.refine_share), beside)
+    model_dir = train_task_model(joint, gpus)
+    stages = {"train": time.time() - t0}
+    if cfg.refine_share > 0:
+        model_dir = refine(cfg, joint, model_dir, gpus, t0 + seconds - time.time() if seconds else 0.0)
+        stages["refine"] = time.time() - t0 - stages["train"]
     ids = list(tasks)
     shards = [ids[r::gpus] for r in range(min(gpus, len(ids)))]
     args = (str(model_dir), str(test_file), str(out), cfg, deadline)
@@ -290,9 +338,25 @@ def run_pipeline(
         "predicted": len(attempts),
         "workers": len(shards),
         "model": str(model_dir),
-        "stage_seconds": {"train": round(t_train, 1), "predict": round(time.time() - t0 - t_train, 1)},
+        "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
     }
+    summary["stage_seconds"]["predict"] = round(time.time() - t0 - sum(stages.values()), 1)
     return finish_run(out, tasks, challenges, solutions, summary, t_start)
+
+
+def refine(
+    cfg: TaskPipelineConfig, joint: TaskTrainConfig, model_dir: Path, gpus: int, seconds: float
+) -> Path:
+    """The refined model, or the joint one where the budget's time left for refining is too short (a joint
+    run that overran its share, or a budget too small to compile and warm up again)."""
+    if cfg.time_budget and seconds < MIN_REFINE_SECONDS:
+        log.warning(
+            "%.0f s left for refinement (< %.0f): predicting with the joint model",
+            seconds,
+            MIN_REFINE_SECONDS,
+        )
+        return model_dir
+    return train_task_model(refine_config(cfg, joint, model_dir, seconds), gpus)
 
 
 def _run_per_task(

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The competition path (`arcsub dry-run --pipeline task`) in lanes side by side on ONE GPU: an ablation at
+# equal compute where every lane shares the GPU the same way, each scored on the same tasks of $SET's
+# evaluation file. Repository root, PYTHONPATH=., data at $ARCSUB_DATA. Each lane's GPU memory is capped
+# (ARCSUB_GPU_MEMORY_GB, default 60) so that two predictions fit on one card beside each other.
+# Usage: bench/dry_run_lanes.sh OUT_DIR SET TASKS LANE ...   LANE is NAME[:OVERRIDES], OVERRIDES comma-separated
+# key=value for the pipeline; $CONFIG (default configs/task-pipeline-arc2.yaml; empty: none) and $ARGS (e.g.
+# "time_budget=480") apply to every lane.
+#   bench/dry_run_lanes.sh OUT arc-agi-2 120 base refine:refine_share=0.25
+# Writes OUT/NAME/ (the run folder: summary.json, logs), OUT/NAME.log and OUT/lanes.json (the summaries).
+set -uo pipefail
+out=$1; set_=$2; tasks=$3; shift 3; mkdir -p "$out"; names=()
+config=${CONFIG-configs/task-pipeline-arc2.yaml}
+for lane in "$@"; do
+  IFS=: read -r name args <<< "$lane"; names+=("$name")
+  # shellcheck disable=SC2086  # ARGS and the lane's overrides are word lists
+  ARCSUB_GPU_MEMORY_GB=${ARCSUB_GPU_MEMORY_GB:-60} python -m arcsub.cli dry-run --pipeline task \
+    ${config:+--config "$config"} --challenges "$ARCSUB_DATA/$set_/arc-agi_evaluation_challenges.json" \
+    --tasks "$tasks" --json -o "$out/$name" ${ARGS:-} ${args//,/ } > "$out/$name.json" 2> "$out/$name.log" &
+done
+wait
+python - "$out" "${names[@]}" <<'PY'
+import json, sys
+from pathlib import Path
+out, names = Path(sys.argv[1]), sys.argv[2:]
+lanes = {}
+for n in names:
+    f = out / n / "summary.json"
+    lanes[n] = json.loads(f.read_text()) if f.exists() else {"error": f"no summary: see {out / n}.log"}
+    s = lanes[n]
+    print(f"== {n}: score {s.get('score')} stages {s.get('stage_seconds')} seconds {s.get('seconds')}"
+          f" peak {s.get('peak_gpu_gb')} GB metrics {s.get('metrics')}", flush=True)
+(out / "lanes.json").write_text(json.dumps(lanes, indent=2))
+PY
