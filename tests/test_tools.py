@@ -330,8 +330,9 @@ def test_kernel_variants(tmp_path, competition, shape, capsys, no_kaggle_creds):
 def notebook_env(notebook: Path, monkeypatch) -> dict[str, str]:
     """The ARCSUB_* variables the notebook's install cell sets (install skipped)."""
     names = ("ARCSUB_COMPETITION", "ARCSUB_PIPELINE", "ARCSUB_OVERRIDES", "ARCSUB_RECIPE")
-    for var in names:
-        monkeypatch.delenv(var, raising=False)
+    for var in names:  # set first, so that teardown restores the state before the test (the cell sets them)
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     monkeypatch.setenv("ARCSUB_SKIP_INSTALL", "1")
     exec(compile("".join(read_json(notebook)["cells"][1]["source"]), "cell", "exec"), {})
     env = {v: os.environ.get(v, "") for v in names}
@@ -386,6 +387,7 @@ def test_install_cell_skippable_and_clear(tmp_path, monkeypatch, no_kaggle_creds
         "ARCSUB_COMPETITION",
         "ARCSUB_PIPELINE",
         "ARCSUB_OVERRIDES",
+        "ARCSUB_RECIPE",
     ):  # the cell sets them: restored after
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
