@@ -91,6 +91,22 @@ def test_new_settings_keep_old_run_names_and_match_old_run_folders(tmp_path):
         check_same_run(tmp_path, widened)
 
 
+def test_a_rerun_fitted_to_other_seconds_is_the_same_run_once_planned(tmp_path):
+    """The competition path fits `seconds` to the time left, so each rerun asks for other seconds: that is the
+    same run once plan.json holds its step count, or while nothing is saved; with a checkpoint of a run that
+    has no plan (fixed steps) seconds still tells two runs apart."""
+    cfg = load_config(TaskTrainConfig, CONFIGS / "task-transductive-arc2.yaml", ["name=fixed"])
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(cfg)))
+    other = dataclasses.replace(cfg, seconds=cfg.seconds - 7.5)
+    check_same_run(tmp_path, other)  # nothing saved yet: it starts afresh
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "state.json").write_text("{}")
+    with pytest.raises(ArcDataError, match="seconds differ"):
+        check_same_run(tmp_path, other)
+    (tmp_path / "plan.json").write_text(json.dumps({"steps": 1000}))
+    check_same_run(tmp_path, other)  # planned: the resumed run keeps its step count
+
+
 A2_GEN = "data:extra/arc-gen/arc2-training.json.xz"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -268,7 +269,7 @@ def test_refinement_is_skipped_when_the_budget_leaves_too_little_time(tmp_path, 
     cfg = load_pipeline_config(CPU, [*FAST, "refine_share=0.2", "time_budget=100"])
     joint = train_config(cfg, tmp_path / "t.json", tmp_path, 50.0)
     with caplog.at_level(logging.WARNING, logger="arcsub"):
-        assert refine(cfg, joint, tmp_path / "joint", 1, 5.0) == tmp_path / "joint"
+        assert refine(cfg, joint, tmp_path / "joint", 1, time.time() + 5) == tmp_path / "joint"
     assert any("predicting with the joint model" in r.getMessage() for r in caplog.records)
 
 
@@ -277,3 +278,22 @@ def test_a_bad_refinement_setting_is_one_line(bad, capsys):
     rc = main(["dry-run", "--tasks", "1", "--config", str(CPU), bad])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "refine_" in err[0]
+
+
+def test_self_training_adds_the_joint_models_confident_pairs_to_the_refinement(arc1_eval_files, tmp_path):
+    """refine_self_train: the joint model labels the test inputs, and the refinement trains on the test tasks
+    with the confident pairs added (a file of the run, which never holds a test output)."""
+    challenges, _ = arc1_eval_files
+    ids = pick_dry_run_tasks(challenges, 1)
+    over = ["refine_share=0.25", "refine_self_train=true", "self_train.views=3", "self_train.agreement=0.3"]
+    cfg = load_pipeline_config(CPU, [*FAST, *over])
+    summary = run_pipeline(challenges, tmp_path / "run", cfg, task_ids=ids)
+    assert summary["predicted"] == 1 and summary["model"].endswith("task-refine/model")
+    labelled = tmp_path / "run" / "self_train_challenges.json"
+    refined = read_json(tmp_path / "run" / "task-refine" / "config.json")
+    assert refined["data"]["ttt_challenges"] == [str(labelled)]
+    demos = read_json(tmp_path / "run" / "test_challenges.json")[ids[0]]
+    task = read_json(labelled)[ids[0]]
+    assert task["train"][: len(demos["train"])] == demos["train"]  # the demonstrations, then any new pairs
+    assert len(task["train"]) <= len(demos["train"]) + len(demos["test"])
+    assert all("output" not in p for p in task["test"])

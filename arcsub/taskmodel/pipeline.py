@@ -37,6 +37,7 @@ from arcsub.core.runs import (
 from arcsub.taskmodel.data import TaskDataSettings
 from arcsub.taskmodel.model import PRESETS
 from arcsub.taskmodel.predict import TaskPredictConfig
+from arcsub.taskmodel.selftrain import SelfTrainSettings, write_self_train_file
 from arcsub.taskmodel.train import TaskTrainConfig
 from arcsub.training.runtime import latest_checkpoint
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 RUN = "task-model"  # the training run's folder inside the output folder
 REFINE_RUN = "task-refine"  # the refinement run's folder (refine_share > 0)
+SELF_TRAIN_FILE = "self_train_challenges.json"  # the test tasks with the joint model's confident pairs
 MIN_REFINE_SECONDS = 20.0  # less is spent compiling and warming up: the joint model is kept
 
 
@@ -84,6 +86,10 @@ class TaskPipelineConfig:
     # demonstrations alone (mode=ttt), with a fresh warm-up and decay at refine_lr
     refine_share: float = 0.0
     refine_lr: float = 3e-4
+    # self-training: the refinement also trains on the test inputs the joint model answers confidently
+    # (arcsub.taskmodel.selftrain; labelled with self_train.views views, its time taken from the refinement)
+    refine_self_train: bool = False
+    self_train: SelfTrainSettings = field(default_factory=SelfTrainSettings)
 
 
 def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskPipelineConfig:
@@ -177,14 +183,20 @@ def fit_to_seconds(tc: TaskTrainConfig, seconds: float) -> TaskTrainConfig:
 
 
 def refine_config(
-    cfg: TaskPipelineConfig, joint: TaskTrainConfig, model_dir: Path, seconds: float
+    cfg: TaskPipelineConfig,
+    joint: TaskTrainConfig,
+    model_dir: Path,
+    seconds: float,
+    test_tasks: Path | None = None,
 ) -> TaskTrainConfig:
     """The refinement run: the joint model continued on the test tasks' demonstrations alone (no training
-    tasks, RE-ARC or generated pairs), at refine_lr, for `seconds` (0: refine_share of the configured run).
+    tasks, RE-ARC or generated pairs; `test_tasks`: a challenges file with confident pairs added), at
+    refine_lr, for `seconds` (0: refine_share of the configured run).
 
     Why: VARC gains most from test-time training that starts from its trained model; the joint run spends
     most of its samples on training tasks, so its last steps are not specialised to the test tasks."""
-    data = dataclasses.replace(joint.data, challenges=[], re_arc=None, generated=[])
+    ttt = [str(test_tasks)] if test_tasks else joint.data.ttt_challenges
+    data = dataclasses.replace(joint.data, challenges=[], re_arc=None, generated=[], ttt_challenges=ttt)
     tc = dataclasses.replace(
         joint,
         mode="ttt",
@@ -322,7 +334,7 @@ def run_pipeline(
     model_dir = train_task_model(joint, gpus)
     stages = {"train": time.time() - t0}
     if cfg.refine_share > 0:
-        model_dir = refine(cfg, joint, model_dir, gpus, t0 + seconds - time.time() if seconds else 0.0)
+        model_dir = refine(cfg, joint, model_dir, gpus, t0 + seconds if seconds else 0.0)
         stages["refine"] = time.time() - t0 - stages["train"]
     ids = list(tasks)
     shards = [ids[r::gpus] for r in range(min(gpus, len(ids)))]
@@ -344,19 +356,32 @@ def run_pipeline(
     return finish_run(out, tasks, challenges, solutions, summary, t_start)
 
 
-def refine(
-    cfg: TaskPipelineConfig, joint: TaskTrainConfig, model_dir: Path, gpus: int, seconds: float
-) -> Path:
-    """The refined model, or the joint one where the budget's time left for refining is too short (a joint
-    run that overran its share, or a budget too small to compile and warm up again)."""
-    if cfg.time_budget and seconds < MIN_REFINE_SECONDS:
-        log.warning(
-            "%.0f s left for refinement (< %.0f): predicting with the joint model",
-            seconds,
-            MIN_REFINE_SECONDS,
+def refine(cfg: TaskPipelineConfig, joint: TaskTrainConfig, model_dir: Path, gpus: int, until: float) -> Path:
+    """The refined model (trained until the epoch time `until`; 0: no budget), or the joint one where the
+    budget leaves too little time (a joint run that overran its share, or a budget too small to compile and
+    warm up again)."""
+
+    def left() -> float:
+        return until - time.time() if until else 0.0
+
+    if until and left() < MIN_REFINE_SECONDS:
+        return _keep_joint(model_dir, left())
+    test_tasks = None
+    if cfg.refine_self_train:
+        test_file = Path(joint.data.ttt_challenges[0])
+        test_tasks = write_self_train_file(
+            model_dir, test_file, Path(joint.out_dir) / SELF_TRAIN_FILE, cfg.self_train, cfg.predict
         )
-        return model_dir
-    return train_task_model(refine_config(cfg, joint, model_dir, seconds), gpus)
+        if until and left() < MIN_REFINE_SECONDS:
+            return _keep_joint(model_dir, left())
+    return train_task_model(refine_config(cfg, joint, model_dir, left(), test_tasks), gpus)
+
+
+def _keep_joint(model_dir: Path, seconds: float) -> Path:
+    log.warning(
+        "%.0f s left for refinement (< %.0f): predicting with the joint model", seconds, MIN_REFINE_SECONDS
+    )
+    return model_dir
 
 
 def _run_per_task(

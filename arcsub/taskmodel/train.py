@@ -50,6 +50,7 @@ from arcsub.training.runtime import (
     build_optimizer,
     checkpoint_or_stop,
     clear_checkpoints,
+    latest_checkpoint,
     log_record,
     lr_at,
     make_scaler,
@@ -155,12 +156,18 @@ def check_config(cfg: TaskTrainConfig) -> None:
 def check_same_run(run: Path, cfg: TaskTrainConfig) -> None:
     """Resuming (or skipping) a run directory written with other settings would mix two runs: refuse.
 
-    Only possible with a fixed `name`; hashed names differ whenever the settings do."""
+    Only possible with a fixed `name`; hashed names differ whenever the settings do. `seconds` does not count
+    once the step count is fitted (plan.json: a resumed run keeps its plan) or before anything is saved (the
+    run starts afresh): the competition path fits each call's seconds to the time left, so a rerun of the
+    same command asks for slightly other seconds and must still resume."""
     saved = run / "config.json"
     if not saved.exists():
         return
+    ignore = _NOT_IN_NAME | (
+        {"seconds"} if (run / "plan.json").exists() or latest_checkpoint(run) is None else set()
+    )
     old, new = (
-        {k: v for k, v in c.items() if k not in _NOT_IN_NAME}
+        {k: v for k, v in c.items() if k not in ignore}
         for c in (_saved_settings(saved), json.loads(json.dumps(settings_dict(cfg))))
     )
     diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))  # a key added since: None
