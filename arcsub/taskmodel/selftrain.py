@@ -9,6 +9,7 @@ agree more where they already lean one way (the self-consistency TTT of the ARCh
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,9 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from arcsub.core.data import Pair, Task, grids_equal, load_tasks, write_json_atomic
+from arcsub.core.device import pick_dtype
 from arcsub.core.metrics import group_candidates
+from arcsub.taskmodel.model import load_task_model
+from arcsub.taskmodel.predict import TaskPredictConfig, predict_device, predict_tasks
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +38,9 @@ class SelfTrainSettings:
     min_votes: int = 2
 
 
-def confident_answer(candidates: list[Mapping[str, Any]], test_input: np.ndarray, s: SelfTrainSettings):
+def confident_answer(
+    candidates: list[Mapping[str, Any]], test_input: np.ndarray, s: SelfTrainSettings
+) -> np.ndarray | None:
     """The grid most views agree on, or None when too few agree (copies of the input never count)."""
     grids = [
         np.asarray(c["grid"])
@@ -65,19 +72,11 @@ def with_confident_pairs(
 
 
 def write_self_train_file(
-    model_dir: Path, test_file: Path, out_file: Path, s: SelfTrainSettings, predict_cfg
+    model_dir: Path, test_file: Path, out_file: Path, s: SelfTrainSettings, predict_cfg: TaskPredictConfig
 ) -> Path:
     """Label the test inputs with the model at `model_dir` (`s.views` views, the prediction settings
     otherwise) and write the tasks with their confident pairs to `out_file`, a challenges file the refinement
     run reads as its test tasks. Reuses the file when it exists (a resumed run labels once)."""
-    import dataclasses
-
-    import torch
-
-    from arcsub.core.device import pick_dtype
-    from arcsub.taskmodel.model import load_task_model
-    from arcsub.taskmodel.predict import predict_device, predict_tasks
-
     if out_file.exists():
         return out_file
     tasks = load_tasks(test_file)
