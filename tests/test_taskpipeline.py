@@ -242,32 +242,16 @@ def test_an_interrupted_prediction_keeps_every_finished_chunk_in_the_submission(
     assert sub[ids[1]][0]["attempt_1"] != [[7]]  # the interrupted one keeps its baseline
 
 
-def test_refinement_continues_the_joint_model_on_the_test_demonstrations(arc1_eval_files, tmp_path):
-    """refine_share: the joint run takes the rest of the steps, then a ttt run on the test tasks alone (no
-    training sources) starts from its model at refine_lr; prediction uses the refined model."""
-    challenges, _ = arc1_eval_files
-    ids = pick_dry_run_tasks(challenges, 1)
-    cfg = load_pipeline_config(CPU, [*FAST, "refine_share=0.25", "refine_lr=0.0005"])
-    summary = run_pipeline(challenges, tmp_path / "run", cfg, task_ids=ids)
-    assert summary["predicted"] == 1 and summary["model"].endswith("task-refine/model")
-    assert set(summary["stage_seconds"]) == {"train", "refine", "predict"}
-    joint = read_json(tmp_path / "run" / "task-model" / "model" / "arcsub.json")
-    refined = read_json(tmp_path / "run" / "task-refine" / "config.json")
-    assert joint["steps"] == 30 and refined["steps"] == 10
-    assert refined["mode"] == "ttt" and refined["model"] == str(tmp_path / "run" / "task-model" / "model")
-    assert refined["optim"]["lr"] == 0.0005
-    d = refined["data"]
-    assert d["challenges"] == [] and d["re_arc"] is None and d["generated"] == []
-    assert d["ttt_challenges"] == [str(tmp_path / "run" / "test_challenges.json")]
-
-
-def test_refinement_is_skipped_when_the_budget_leaves_too_little_time(tmp_path, caplog):
+def test_refinement_is_fitted_to_the_time_left_or_skipped_when_too_little_is_left(tmp_path, caplog):
     import logging
 
-    from arcsub.taskmodel.pipeline import refine, train_config
+    from arcsub.taskmodel.pipeline import refine, refine_config, train_config
 
     cfg = load_pipeline_config(CPU, [*FAST, "refine_share=0.2", "time_budget=100"])
     joint = train_config(cfg, tmp_path / "t.json", tmp_path, 50.0)
+    tc = refine_config(cfg, joint, tmp_path / "joint", 12.5)
+    assert (tc.seconds, tc.mode, tc.model) == (12.5, "ttt", str(tmp_path / "joint"))
+    assert tc.data.ttt_challenges == [str(tmp_path / "t.json")] and tc.data.challenges == []
     with caplog.at_level(logging.WARNING, logger="arcsub"):
         assert refine(cfg, joint, tmp_path / "joint", 1, time.time() + 5) == tmp_path / "joint"
     assert any("predicting with the joint model" in r.getMessage() for r in caplog.records)
@@ -280,19 +264,31 @@ def test_a_bad_refinement_setting_is_one_line(bad, capsys):
     assert rc == 2 and len(err) == 1 and "refine_" in err[0]
 
 
-def test_self_training_adds_the_joint_models_confident_pairs_to_the_refinement(arc1_eval_files, tmp_path):
-    """refine_self_train: the joint model labels the test inputs, and the refinement trains on the test tasks
-    with the confident pairs added (a file of the run, which never holds a test output)."""
+def test_refinement_continues_the_joint_model_on_the_test_tasks_with_confident_pairs(
+    arc1_eval_files, tmp_path
+):
+    """refine_share: the joint run takes the rest of the steps, then a ttt run on the test tasks alone (no
+    training sources) starts from its model at refine_lr; prediction uses the refined model. With
+    refine_self_train the joint model labels the test inputs first, and the refinement trains on the test
+    tasks with the confident pairs added (a file of the run, which never holds a test output)."""
     challenges, _ = arc1_eval_files
     ids = pick_dry_run_tasks(challenges, 1)
-    over = ["refine_share=0.25", "refine_self_train=true", "self_train.views=3", "self_train.agreement=0.3"]
-    cfg = load_pipeline_config(CPU, [*FAST, *over])
+    over = ["refine_share=0.25", "refine_lr=0.0005", "refine_self_train=true", "self_train.views=3"]
+    cfg = load_pipeline_config(CPU, [*FAST, *over, "self_train.agreement=0.3"])
     summary = run_pipeline(challenges, tmp_path / "run", cfg, task_ids=ids)
     assert summary["predicted"] == 1 and summary["model"].endswith("task-refine/model")
-    labelled = tmp_path / "run" / "self_train_challenges.json"
-    refined = read_json(tmp_path / "run" / "task-refine" / "config.json")
-    assert refined["data"]["ttt_challenges"] == [str(labelled)]
-    demos = read_json(tmp_path / "run" / "test_challenges.json")[ids[0]]
+    assert set(summary["stage_seconds"]) == {"train", "refine", "predict"}
+    run = tmp_path / "run"
+    joint = read_json(run / "task-model" / "model" / "arcsub.json")
+    refined = read_json(run / "task-refine" / "config.json")
+    assert joint["steps"] == 30 and refined["steps"] == 10
+    assert refined["mode"] == "ttt" and refined["model"] == str(run / "task-model" / "model")
+    assert refined["optim"]["lr"] == 0.0005
+    d = refined["data"]
+    assert d["challenges"] == [] and d["re_arc"] is None and d["generated"] == []
+    labelled = run / "self_train_challenges.json"
+    assert d["ttt_challenges"] == [str(labelled)]
+    demos = read_json(run / "test_challenges.json")[ids[0]]
     task = read_json(labelled)[ids[0]]
     assert task["train"][: len(demos["train"])] == demos["train"]  # the demonstrations, then any new pairs
     assert len(task["train"]) <= len(demos["train"]) + len(demos["test"])
