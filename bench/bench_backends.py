@@ -13,6 +13,7 @@ Not a test: run it on the GPU machine, record the table in docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -145,7 +146,7 @@ def main() -> None:
     versions = {}
     for mod in ("torch", "transformers", "peft", "bitsandbytes", "unsloth", "unsloth_zoo", "trl"):
         try:
-            versions[mod] = __import__("importlib.metadata").metadata.version(mod)
+            versions[mod] = importlib.metadata.version(mod)
         except Exception as e:  # not installed: the rows say what that costs
             versions[mod] = f"missing ({type(e).__name__})"
     model_dir = make_checkpoint(Path(tempfile.mkdtemp()) / args.preset, args.preset)

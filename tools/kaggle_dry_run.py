@@ -157,8 +157,7 @@ def copy_training_set(arc_set: str, comp_dir: Path) -> None:
     """The set's training challenges and solutions beside the test file, under Kaggle's names, as the
     competition folder ships them (the task pipeline trains on them: beside_data). Never the evaluation
     solutions: here the evaluation tasks are the hidden test."""
-    for kind in ("challenges", "solutions"):
-        src = dataset_files(arc_set, "training")[0 if kind == "challenges" else 1]
+    for kind, src in zip(("challenges", "solutions"), dataset_files(arc_set, "training"), strict=True):
         if not src.is_file():
             raise ToolError(f"{src}: {arc_set} training data not found (set ARCSUB_DATA)")
         shutil.copyfile(src, comp_dir / f"arc-agi_training_{kind}.json")

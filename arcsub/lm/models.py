@@ -166,12 +166,13 @@ def load_tokenizer_and_format(path: str | Path, trust_remote_code: bool = False)
 QUANTS = ("none", "4bit")
 
 
-def check_quant(quant: str, where: str = "config") -> None:
-    """One-line errors for a quant setting: an unknown value, or 4bit without bitsandbytes or a CUDA GPU
-    (bitsandbytes' NF4 kernels run on CUDA only; arcsub train and TTFT share this check)."""
+def check_quant(quant: str, where: str = "config", runtime: bool = True) -> None:
+    """One-line errors for a quant setting: an unknown value, or (runtime) 4bit without bitsandbytes or a CUDA
+    GPU (bitsandbytes' NF4 kernels run on CUDA only; arcsub train and TTFT share this check). runtime=False
+    checks the value only, so a caller can report its own setting errors before the missing library."""
     if quant not in QUANTS:
         raise ArcDataError(f"{where}: quant={quant!r} must be one of {list(QUANTS)}")
-    if quant == "none":
+    if quant == "none" or not runtime:
         return
     try:
         import bitsandbytes  # noqa: F401

@@ -30,7 +30,6 @@ from arcsub.core.modeldir import (
 from arcsub.lm.batches import Batch, DataSettings, StepBatches, TaskPool
 from arcsub.lm.models import (
     PRESETS,
-    QUANTS,
     LoraSettings,
     apply_lora,
     build_model,
@@ -129,8 +128,7 @@ def token_loss(model, batch: Batch, n_label: int) -> torch.Tensor:
 def check_backend(cfg: TrainConfig) -> str:
     """Validate shrink_vocab / quant / backend (one-line errors); returns the backend to use: "unsloth"
     only when it imports, else a one-line notice on stderr and "plain"."""
-    if cfg.quant not in QUANTS:
-        raise ArcDataError(f"config: quant={cfg.quant!r} must be one of {list(QUANTS)}")
+    check_quant(cfg.quant, runtime=False)  # the library check comes after the setting checks below
     check_optimizer(cfg.optim.name)
     if cfg.backend not in ("plain", "unsloth"):
         raise ArcDataError(f"config: backend={cfg.backend!r} must be one of ['plain', 'unsloth']")
