@@ -8,7 +8,8 @@
 #   task      task-embedding model, $TASK_CONFIG (default configs/task-transductive.yaml) plus $TASK_ARGS
 #             (key=value overrides; name the run with $TAG), DDP over the $NGPU GPUs (default: all), fitted to
 #             SECONDS of training (default 420); stops before LIMIT seconds of this call (default 560) with a
-#             checkpoint: run the stage again to resume
+#             checkpoint: run the stage again to resume; TASK_ARGS=steps=N on a resumed call shortens the fitted plan
+#             to N steps while its lr decay is still ahead (when the device time left is short)
 #   predict   task-predict on all evaluation tasks of $SET (default arc-agi-1; arc-agi-2 with
 #             TASK_CONFIG=configs/task-transductive-arc2.yaml) with $VIEWS views (default 32), once the model exists
 #   select    bench/task_selection.py on that prediction: 8/16/32/... views x vote / likelihood

@@ -59,7 +59,8 @@ def draw(points: list[dict], f: dict, target: float, out: Path) -> Path:
         "fit + 1 sigma": (xs, [m + s for m, s in mid]),
         "fit - 1 sigma": (xs, [m - s for m, s in mid]),
     }
-    return save_png(curves_image(series, "log10(training tokens)", "Kaggle score"), out)
+    img = curves_image(series, "log10(training tokens)", "Kaggle score", dots={"runs"})
+    return save_png(img, out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -105,6 +105,7 @@ def test_a_rerun_fitted_to_other_seconds_is_the_same_run_once_planned(tmp_path):
         check_same_run(tmp_path, other)
     (tmp_path / "plan.json").write_text(json.dumps({"steps": 1000}))
     check_same_run(tmp_path, other)  # planned: the resumed run keeps its step count
+    check_same_run(tmp_path, dataclasses.replace(other, steps=900))  # a bound that may shorten the plan
 
 
 A2_GEN = "data:extra/arc-gen/arc2-training.json.xz"

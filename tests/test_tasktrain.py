@@ -26,8 +26,8 @@ from arcsub.taskmodel.data import (
 )
 from arcsub.taskmodel.model import load_task_model
 from arcsub.taskmodel.predict import decode
-from arcsub.taskmodel.train import TaskTrainConfig, check_config, train
-from arcsub.training.runtime import optimizer_step
+from arcsub.taskmodel.train import StepPlan, TaskTrainConfig, check_config, train
+from arcsub.training.runtime import Dist, optimizer_step
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "task-tiny-cpu.yaml"
 
@@ -254,6 +254,28 @@ def test_seconds_fit_the_step_count_and_a_resume_keeps_it(arc1_train, tmp_path, 
     assert json.loads((run / "model" / "arcsub.json").read_text())["steps"] == plan["steps"]
     with pytest.raises(ArcDataError, match="warmup"):  # the count must be fixed before the schedule moves
         train(tiny_config(*common, "seconds=5", "optim.warmup=5", f"out_dir={tmp_path / 's'}"))
+
+
+def test_a_lower_steps_shortens_a_resumed_plan_only_before_its_decay(tmp_path):
+    """A chained run whose later calls have less time: `steps` below the plan's count shortens it on resume
+    while the decay (wsd: the last fifth) is still ahead, and is refused once the lr depends on the count."""
+    plan = tmp_path / "plan.json"
+
+    def planned(start: int, *overrides: str) -> int:
+        plan.write_text(json.dumps({"steps": 1000, "seconds_per_step": 0.03}))
+        cfg = tiny_config("seconds=30", "optim.schedule=wsd", "optim.decay_frac=0.2", *overrides)
+        return StepPlan(cfg, tmp_path, start, Dist(), torch.device("cpu"), lambda: 0.0).total
+
+    assert planned(600, "steps=100000") == 1000  # the usual bound: the plan stands, the file too
+    assert json.loads(plan.read_text())["steps"] == 1000
+    assert planned(600, "steps=900") == 900  # decay from step 720: still ahead of the checkpoint
+    assert json.loads(plan.read_text()) == {"steps": 900, "seconds_per_step": 0.03}  # a later rerun keeps it
+    with pytest.raises(ArcDataError, match=r"plan.json: steps=700 cannot shorten .* start at step 560"):
+        planned(600, "steps=700")
+    with pytest.raises(
+        ArcDataError, match="cannot shorten"
+    ):  # cosine: every lr after warm-up needs the count
+        planned(600, "steps=900", "optim.schedule=cosine")
 
 
 def test_a_slowdown_after_calibration_shortens_a_wsd_plan_but_not_a_cosine_one(

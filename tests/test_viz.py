@@ -151,6 +151,20 @@ def test_plot_draws_training_curves_of_real_logs(run_cli, tmp_path):
         assert (img == rgb).all(-1).sum() > 200
 
 
+def test_measured_runs_are_dots_and_the_fit_a_line():
+    """The score curve's runs are separate measurements: joined, two runs of one length draw a false spike."""
+    from arcsub.core.viz import CURVE_COLOURS, curves_image
+
+    series = {"runs": ([0.0, 10.0], [0.0, 1.0]), "fit": ([0.0, 10.0], [0.0, 1.0])}
+    rgb = [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in CURVE_COLOURS[:2]]
+    for dots, joined in (((), True), ({"runs"}, False)):
+        img = np.asarray(curves_image({"runs": series["runs"]}, "x", "y", dots=dots).convert("RGB"))
+        middle = img[150:260, 300:420]  # around the diagonal's midpoint, away from the legend
+        assert (middle == rgb[0]).all(-1).any() == joined
+    both = np.asarray(curves_image(series, "x", "y", dots={"runs"}).convert("RGB"))
+    assert (both[150:260, 300:420] == rgb[1]).all(-1).any()  # the fit is still a line
+
+
 def test_a_resumed_runs_log_is_one_curve_forward_in_steps(tmp_path):
     """A run killed after step 30 resumes from its step-20 checkpoint and logs steps 30.. again."""
     from arcsub.core.viz import read_log_series

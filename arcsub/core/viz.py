@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -396,8 +396,10 @@ def curves_image(
     y_label: str,
     log_y: bool = False,
     size: tuple[int, int] = (720, 420),
+    dots: Collection[str] = (),
 ) -> Image.Image:
-    """Line chart of named (xs, ys) series, e.g. training loss against steps of several runs."""
+    """Line chart of named (xs, ys) series, e.g. training loss against steps of several runs. Series named in
+    `dots` are drawn as points: separate measurements (runs at several lengths), which a line would order."""
     if not series or not any(len(xs) for xs, _ in series.values()):
         raise ArcDataError("plot: nothing to draw (no points)")
     w, h = size
@@ -434,10 +436,12 @@ def curves_image(
     for i, (name, (xs, ys)) in enumerate(series.items()):
         colour = CURVE_COLOURS[i % len(CURVE_COLOURS)]
         pts = [px(float(x), tr(y)) for x, y in zip(xs, ys, strict=True)]
-        if len(pts) > 1:
+        if len(pts) > 1 and name not in dots:
             d.line(pts, fill=colour, width=2)
-        elif pts:
-            d.ellipse([pts[0][0] - 2, pts[0][1] - 2, pts[0][0] + 2, pts[0][1] + 2], fill=colour)
+        else:
+            r = 4 if name in dots else 2
+            for x, y in pts:
+                d.ellipse([x - r, y - r, x + r, y + r], fill=colour)
         lx, ly = w - right - 270, top + 8 + 16 * i
         d.line([lx, ly + 7, lx + 18, ly + 7], fill=colour, width=2)
         d.text((lx + 24, ly), name, fill=colour, font=font)

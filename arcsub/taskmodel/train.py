@@ -50,6 +50,7 @@ from arcsub.training.runtime import (
     build_optimizer,
     checkpoint_or_stop,
     clear_checkpoints,
+    decay_start,
     latest_checkpoint,
     log_record,
     lr_at,
@@ -159,13 +160,14 @@ def check_same_run(run: Path, cfg: TaskTrainConfig) -> None:
     Only possible with a fixed `name`; hashed names differ whenever the settings do. `seconds` does not count
     once the step count is fitted (plan.json: a resumed run keeps its plan) or before anything is saved (the
     run starts afresh): the competition path fits each call's seconds to the time left, so a rerun of the
-    same command asks for slightly other seconds and must still resume."""
+    same command asks for slightly other seconds and must still resume. Nor does `steps` once planned: it
+    bounds the plan's count (StepPlan shortens the plan with it)."""
     saved = run / "config.json"
     if not saved.exists():
         return
-    ignore = _NOT_IN_NAME | (
-        {"seconds"} if (run / "plan.json").exists() or latest_checkpoint(run) is None else set()
-    )
+    planned = (run / "plan.json").exists()
+    ignore = _NOT_IN_NAME | ({"seconds"} if planned or latest_checkpoint(run) is None else set())
+    ignore |= {"steps"} if planned else set()  # a bound on the plan's count: lower, it shortens the run
     old, new = (
         {k: v for k, v in c.items() if k not in ignore}
         for c in (_saved_settings(saved), json.loads(json.dumps(settings_dict(cfg))))
@@ -261,13 +263,10 @@ def refit(
     """A new step count from the time per step measured so far, or None once the decay has begun (with it the
     schedule would jump). Only wsd and constant schedules hold the lr flat until then, so only they refit."""
 
-    def decay_start(n: int) -> int:
-        return int(n * (1 - cfg.optim.decay_frac)) if cfg.optim.schedule == "wsd" else n
-
-    if cfg.optim.schedule not in ("wsd", "constant") or step >= decay_start(total):
+    if cfg.optim.schedule not in ("wsd", "constant") or step >= decay_start(total, cfg.optim):
         return None
     new = fit_steps(cfg, step, sps, elapsed, dist, device)  # same on every rank: the decision is too
-    return new if step < decay_start(new) else None
+    return new if step < decay_start(new, cfg.optim) else None
 
 
 Clock = Callable[[], float]
@@ -292,7 +291,7 @@ class StepPlan:
     def __init__(self, cfg: TaskTrainConfig, run: Path, start: int, dist, device, clock: Clock):
         self.cfg, self.file, self.start = cfg, run / "plan.json", start
         self.dist, self.device, self.clock = dist, device, clock
-        self.total = json.loads(self.file.read_text())["steps"] if self.file.exists() else cfg.steps
+        self.total = self._planned(dist) if self.file.exists() else cfg.steps
         self.calibrate = cfg.seconds > 0 and not self.file.exists()
         self.refitting = False  # set once the first fit is made: a resumed run keeps its plan's count
         if self.calibrate and start + CALIBRATE[1] > cfg.optim.warmup:
@@ -301,6 +300,29 @@ class StepPlan:
             )
         self.t_cal = self.t_fit = 0.0
         self.step_fit = start
+
+    def _planned(self, dist) -> int:
+        """The saved step count, or `steps` when that is lower: a chained run whose calls run short of time
+        is shortened on resume. Only while the resumed step comes before the shortened run's lr decay (wsd:
+        its last decay_frac; cosine: the warm-up's end), so the schedule stays what an uninterrupted run of
+        that length would follow; later the count that the lr already depends on is kept or refused."""
+        plan = json.loads(self.file.read_text())
+        if self.cfg.steps >= plan["steps"]:
+            return plan["steps"]
+        start = decay_start(self.cfg.steps, self.cfg.optim)
+        if self.start >= start or self.cfg.steps <= self.start:
+            raise ArcDataError(
+                f"{self.file}: steps={self.cfg.steps} cannot shorten this run of {plan['steps']} steps at step "
+                f"{self.start}: its lr decay would start at step {start}, before the checkpoint"
+            )
+        if dist.main:
+            write_json_atomic(self.file, {**plan, "steps": self.cfg.steps}, indent=2)
+            print(
+                f"arcsub task-train: plan shortened from {plan['steps']} to {self.cfg.steps} steps "
+                f"(lr decay from step {start})",
+                flush=True,
+            )
+        return self.cfg.steps
 
     def after_step(self, step: int, t0: float) -> bool:
         """Time the step where a fit is due; True when the total changed."""

@@ -56,6 +56,14 @@ class OptimSettings:
     grad_clip: float = 1.0
 
 
+def decay_start(total: int, o: OptimSettings) -> int:
+    """The first step whose lr depends on `total`: wsd decays over the last decay_frac, constant never does,
+    cosine from the end of the warm-up. Before it a run's step count may change without a jump in the lr."""
+    if o.schedule == "wsd":
+        return int(total * (1 - o.decay_frac))
+    return total if o.schedule == "constant" else o.warmup
+
+
 def lr_at(step: int, o: OptimSettings, total: int) -> float:
     """Learning-rate multiplier: linear warmup, then cosine / warmup-stable-decay / constant."""
     if step < o.warmup:
@@ -63,10 +71,10 @@ def lr_at(step: int, o: OptimSettings, total: int) -> float:
     if o.schedule == "constant":
         return 1.0
     if o.schedule == "wsd":
-        decay_start = int(total * (1 - o.decay_frac))
-        if step < decay_start:
+        start = decay_start(total, o)
+        if step < start:
             return 1.0
-        frac = (step - decay_start) / max(1, total - decay_start)
+        frac = (step - start) / max(1, total - start)
         return 1.0 - (1.0 - o.min_lr_ratio) * frac
     frac = (step - o.warmup) / max(1, total - o.warmup)
     return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
