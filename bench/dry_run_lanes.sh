@@ -8,6 +8,9 @@
 # "time_budget=480") apply to every lane.
 #   bench/dry_run_lanes.sh OUT arc-agi-2 120 base refine:refine_share=0.25
 # Writes OUT/NAME/ (the run folder: summary.json, logs), OUT/NAME.log and OUT/lanes.json (the summaries).
+# ENSEMBLE=1: then one task-predict pools every lane's model (the first lane's plus --ensemble the others;
+# configs/task-predict.yaml, $VIEWS views, default 32; the lanes' tasks) into OUT/ensemble/: e.g. lanes of two seeds
+#   ENSEMBLE=1 bench/dry_run_lanes.sh OUT arc-agi-2 120 s0 s1:train.seed=1
 set -uo pipefail
 out=$1; set_=$2; tasks=$3; shift 3; mkdir -p "$out"; names=()
 config=${CONFIG-configs/task-pipeline-arc2.yaml}
@@ -32,3 +35,12 @@ for n in names:
           f" peak {s.get('peak_gpu_gb')} GB metrics {s.get('metrics')}", flush=True)
 (out / "lanes.json").write_text(json.dumps(lanes, indent=2))
 PY
+if [ "${ENSEMBLE:-0}" = 1 ]; then
+  models=(); for n in "${names[@]}"; do models+=("$out/$n/task-model/model"); done
+  extra=(); for m in "${models[@]:1}"; do extra+=(--ensemble "$m"); done
+  d=$ARCSUB_DATA/$set_; ch=$d/arc-agi_evaluation_challenges.json
+  ids=$(python -c "import sys; from arcsub.core.runs import pick_dry_run_tasks as p; print(','.join(p(*sys.argv[1:2], int(sys.argv[2]))))" "$ch" "$tasks")
+  python -m arcsub.cli task-predict "${models[0]}" "$ch" -o "$out/ensemble" \
+    "${extra[@]}" --tasks "$ids" --solutions "$d/arc-agi_evaluation_solutions.json" --quiet \
+    --config configs/task-predict.yaml views="${VIEWS:-32}" 2>&1 | tail -n 6
+fi

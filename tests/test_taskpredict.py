@@ -18,7 +18,7 @@ from arcsub.core.memory import BATCH_TOKENS_CEILING, usable_memory
 from arcsub.core.metrics import load_predictions
 from arcsub.core.submission import load_submission
 from arcsub.taskmodel import predict as taskpredict
-from arcsub.taskmodel.data import EOS, TaskIndex, encode_pair, free_colours, grid_tokens
+from arcsub.taskmodel.data import EOS, NL, TaskIndex, encode_pair, free_colours, grid_tokens
 from arcsub.taskmodel.model import preset_config
 from arcsub.taskmodel.predict import TaskPredictConfig, predict_tasks, task_views
 
@@ -76,10 +76,54 @@ def test_answers_are_reverted_and_voted_and_input_copies_left_out(arc1_eval, mon
     assert grids_equal(np.asarray(with_copies[ids[0]][0][0]), tasks[ids[0]].test[0].input)
 
 
+def test_an_ensemble_pools_its_members_candidates_and_sums_their_likelihoods(arc1_eval, monkeypatch):
+    """Two models decode the same views: the first is right in 4 of 9 views, the second in all 9. Alone the
+    first loses its vote to a wrong grid; pooled, the right grid has 13 of 18 votes."""
+    ids = smallest(arc1_eval, 2)
+    tasks = {t: arc1_eval[t] for t in ids}
+    cfg = TaskPredictConfig(views=9, selection="vote")
+    first, second = tiny(num_tasks=2), tiny(num_tasks=2)
+
+    def fake_decode(model, prompts, rows, views, params, progress=False):
+        jobs = [j for t in tasks.values() for j in taskpredict.view_jobs(t, 0, cfg)]
+        out = []
+        for k, j in enumerate(jobs):
+            test = tasks[j.task_id].test[j.test_index]
+            grid = test.output if model is second or k % 9 < 4 else np.full_like(test.output, 7)
+            toks = grid_tokens(j.view.apply_grid(grid)).tolist()
+            out.append([Candidate(toks, -1.0, len(toks) + 1, True)])
+        return out
+
+    monkeypatch.setattr(taskpredict, "decode", fake_decode)
+    _, alone = predict_tasks(first, TaskIndex(ids), tasks, cfg, progress=False)
+    preds, pooled = predict_tasks(first, TaskIndex(ids), tasks, cfg, False, None, [(second, TaskIndex(ids))])
+    for t in ids:
+        truth = tasks[t].test[0].output
+        assert len(np.unique(truth)) > 1  # the wrong grid (one colour) is told apart by its colours
+        assert not grids_equal(np.asarray(alone[t][0][0]), truth)
+        assert grids_equal(np.asarray(pooled[t][0][0]), truth)
+        assert [c["member"] for c in preds[t][0]] == [0] * 9 + [1] * 9
+    assert taskpredict.sum_scorer([lambda g: [1.0, 2.0], lambda g: [0.5, -3.0]])([None, None]) == [1.5, -1.0]
+
+    def fake_scores(model, prompts, answers, rows, views, batch_tokens):
+        """The first model mildly prefers the wrong grid (all 7s), the second strongly prefers the truth."""
+        wrong = [len(set(a[(a != NL) & (a != EOS)].tolist())) == 1 for a in answers]  # one colour: the 7s
+        return [(0.1 if w else 0.0) if model is first else (-5.0 if w else 0.0) for w in wrong]
+
+    monkeypatch.setattr(taskpredict, "score_answers", fake_scores)
+    likely = TaskPredictConfig(views=9, selection="likelihood", score_views=2)
+    _, alone = predict_tasks(first, TaskIndex(ids), tasks, likely, progress=False)
+    _, pooled = predict_tasks(first, TaskIndex(ids), tasks, likely, False, None, [(second, TaskIndex(ids))])
+    for t in ids:
+        truth = tasks[t].test[0].output
+        assert not grids_equal(np.asarray(alone[t][0][0]), truth)  # first model alone: its own preference
+        assert grids_equal(np.asarray(pooled[t][0][0]), truth)  # summed over both: the truth
+
+
 def test_cli_trains_and_predicts_real_tasks_into_a_valid_submission(run_cli, arc1_train, arc1_eval, tmp_path):
     train_ch, _ = write_subset(arc1_train, smallest(arc1_train, 3), tmp_path, "tr")
     eval_ch, eval_sol = write_subset(arc1_eval, smallest(arc1_eval, 2), tmp_path, "ev")
-    res = run_cli(
+    train_args = [
         "task-train",
         "--config",
         TINY,
@@ -90,7 +134,8 @@ def test_cli_trains_and_predicts_real_tasks_into_a_valid_submission(run_cli, arc
         "seq_len=512",
         f"out_dir={tmp_path / 'runs'}",
         "--quiet",
-    )
+    ]
+    res = run_cli(*train_args)
     assert res.rc == 0, res.err
     model = res.out.strip().splitlines()[-1].removeprefix("run: ") + "/model"
     out = tmp_path / "out"
@@ -115,11 +160,23 @@ def test_cli_trains_and_predicts_real_tasks_into_a_valid_submission(run_cli, arc
     load_submission(files["submission"], tasks)  # every task, every test input, two valid grids
     preds = load_predictions(files["predictions"])
     assert all(len(cands) == 3 for t in tasks for cands in preds[t])
-    assert "score" in json.loads(files["run"].read_text())
+    run = json.loads(files["run"].read_text())
+    assert "score" in run and set(run["task_scores"]) == set(tasks)
     assert run_cli("validate", files["submission"], "--challenges", eval_ch).rc == 0
     res = run_cli("task-predict", model, eval_ch, "-o", out, "--quiet", "views=2", "--tasks", "1")
     assert res.rc == 0, res.err
     assert len(list(out.glob("*.json"))) == 6  # other settings: new files, nothing overwritten
+    res = run_cli(*train_args[:-1], "seed=1", "--quiet")  # a second model: another seed
+    assert res.rc == 0, res.err
+    other = res.out.strip().splitlines()[-1].removeprefix("run: ") + "/model"
+    both = tmp_path / "both"
+    res = run_cli("task-predict", model, eval_ch, "-o", both, "--ensemble", other, "--quiet", "views=3")
+    assert res.rc == 0, res.err
+    files = {p.name.split("__")[0]: p for p in both.glob("*.json")}
+    load_submission(files["submission"], tasks)
+    preds = json.loads(files["predictions"].read_text())
+    assert all([c["member"] for c in cands] == [0] * 3 + [1] * 3 for t in tasks for cands in preds[t])
+    assert json.loads(files["run"].read_text())["ensemble"] == [other]
 
 
 @pytest.mark.parametrize("bad", ["model", "config"])

@@ -30,6 +30,13 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
         "--submission", metavar="PATH", help="also write the submission here (e.g. submission.json)"
     )
     p.add_argument("--tasks", metavar="IDS", help="comma-separated task ids, or N for the first N tasks")
+    p.add_argument(
+        "--ensemble",
+        metavar="MODEL",
+        action="append",
+        default=[],
+        help="another task-model directory (repeatable): its candidates join MODEL's, likelihood sums both",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(p)
 
@@ -46,7 +53,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    """`arcsub task-predict MODEL_DIR CHALLENGES -o OUT_DIR [--solutions S] [key=value ...]`."""
+    """`arcsub task-predict MODEL_DIR CHALLENGES -o OUT_DIR [--solutions S] [--ensemble MODEL ...] [key=value ...]`."""
     from arcsub.core.config import load_config
     from arcsub.core.data import load_tasks, pick_task_ids, resolve_path
     from arcsub.core.metrics import format_metrics_table
@@ -63,6 +70,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         ids,
         args.submission,
         progress=not args.quiet,
+        ensemble=args.ensemble,
     )
     st = s["stats"]
     print(
@@ -98,6 +106,6 @@ register(
         "Decode every test input under K augmented views with the task's embedding (greedy or sampled, grid\n"
         "grammar enforced), revert the views, vote two attempts, and write predictions, submission and run files\n"
         "named from the model, the data and a settings hash. With --solutions, print the metrics table and the\n"
-        "Kaggle score.",
+        "Kaggle score. --ensemble MODEL (repeatable) pools the candidates of more models (e.g. other seeds).",
     )
 )

@@ -231,12 +231,15 @@ def check_run_inputs(
 def score_run(
     tasks: Mapping[str, Task], predictions: Predictions, submission: Mapping[str, Any], solutions: str | Path
 ) -> dict[str, Any]:
-    """Kaggle score and candidate metrics of a run against a solutions file (every task must be in it)."""
+    """Kaggle score and candidate metrics of a run against a solutions file (every task must be in it), and
+    each task's score: which tasks two runs solve (the union an ensemble could reach) needs them."""
     from arcsub.core.metrics import METRIC_KEYS, compute_metrics, score_submission
 
     truth = run_truth(tasks, solutions)
     metrics = compute_metrics(predictions, truth)
+    scored = score_submission(submission, truth, solutions)
     return {
-        "score": score_submission(submission, truth, solutions)["score"],
+        "score": scored["score"],
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
+        "task_scores": scored["per_task"],
     }

@@ -355,19 +355,25 @@ def ensure_rows(model: ArcTaskForCausalLM, index: TaskIndex, task_ids: Sequence[
         model.add_tasks(len(new))
 
 
-def predict_tasks(
-    model: ArcTaskForCausalLM,
-    index: TaskIndex,
-    tasks: Mapping[str, Task],
-    cfg: TaskPredictConfig | None = None,
-    progress: bool = True,
-    stats: dict[str, Any] | None = None,
-) -> tuple[Predictions, Attempts]:
-    """Predictions (every candidate, in the original frame) and attempts (top-2 grids per test input).
+Member = tuple[ArcTaskForCausalLM, TaskIndex]  # one model of an ensemble, with its own task rows
 
-    Only test inputs are read: a test output in `tasks` (from a file with solutions inline) is never used."""
-    cfg = (cfg or TaskPredictConfig()).validate()
-    t0 = time.time()
+
+def sum_scorer(scorers: Sequence[Scorer]) -> Scorer:
+    """Product of experts across models: a grid's score is the sum of every member's summed log-probability,
+    so an ensemble's candidate wins by being likely under all of its models, not by one model's vote."""
+
+    def score(grids: list) -> list[float]:
+        return [float(sum(col)) for col in zip(*(f(grids) for f in scorers), strict=True)]
+
+    return score
+
+
+def member_candidates(
+    member: Member, tasks: Mapping[str, Task], cfg: TaskPredictConfig, progress: bool, counts: dict[str, int]
+) -> tuple[dict[tuple[str, int], list[dict[str, Any]]], dict[tuple[str, int], list[ViewJob]]]:
+    """One model's candidates per (task, test index), in the original frame, and the view jobs behind them
+    (its likelihood scorer re-reads them). `counts` adds up prompts, candidates, valid ones and tokens."""
+    model, index = member
     model.eval()
     ensure_rows(model, index, list(tasks))
     jobs = [j for t in tasks.values() for j in view_jobs(t, index.row(t.id), cfg)]
@@ -381,7 +387,7 @@ def predict_tasks(
     )
     per_output: dict[tuple[str, int], list[dict[str, Any]]] = {}
     jobs_of: dict[tuple[str, int], list[ViewJob]] = {}
-    counts = {"prompts": len(jobs), "candidates": 0, "valid": 0, "generated_tokens": 0}
+    counts["prompts"] += len(jobs)
     for job, cands in zip(jobs, outs, strict=True):
         key = (job.task_id, job.test_index)
         jobs_of.setdefault(key, []).append(job)
@@ -398,14 +404,46 @@ def predict_tasks(
             counts["candidates"] += 1
             counts["valid"] += grid is not None
             counts["generated_tokens"] += int(c.n_tokens)
+    return per_output, jobs_of
+
+
+def predict_tasks(
+    model: ArcTaskForCausalLM,
+    index: TaskIndex,
+    tasks: Mapping[str, Task],
+    cfg: TaskPredictConfig | None = None,
+    progress: bool = True,
+    stats: dict[str, Any] | None = None,
+    ensemble: Sequence[Member] = (),
+) -> tuple[Predictions, Attempts]:
+    """Predictions (every candidate, in the original frame) and attempts (top-2 grids per test input).
+
+    `ensemble`: more models (e.g. other seeds) decode the same views; their candidates join the first model's
+    (each marked with its "member") and likelihood sums every member's scores. Only test inputs are read: a
+    test output in `tasks` (from a file with solutions inline) is never used."""
+    cfg = (cfg or TaskPredictConfig()).validate()
+    t0 = time.time()
+    members = [(model, index), *ensemble]
+    counts = {"prompts": 0, "candidates": 0, "valid": 0, "generated_tokens": 0}
+    made = [member_candidates(m, tasks, cfg, progress, counts) for m in members]
     predictions: Predictions = {}
     attempts: Attempts = {}
     for task in tasks.values():
         predictions[task.id], attempts[task.id] = [], []
         for i, pair in enumerate(task.test):
-            cands = per_output.get((task.id, i), [])
+            cands = [
+                {**c, "member": k} if len(members) > 1 else c
+                for k, (per_output, _) in enumerate(made)
+                for c in per_output.get((task.id, i), [])
+            ]
             voters = [c for c in cands if not (cfg.drop_input_copies and grids_equal(c["grid"], pair.input))]
-            scorer = poe_scorer(model, jobs_of[(task.id, i)], cfg) if cfg.selection in NEEDS_SCORER else None
+            scorer = None
+            if cfg.selection in NEEDS_SCORER:
+                scorers = [
+                    poe_scorer(m, jobs[(task.id, i)], cfg)
+                    for (m, _), (_, jobs) in zip(members, made, strict=True)
+                ]
+                scorer = sum_scorer(scorers)
             top = select(voters, cfg.selection, scorer)
             predictions[task.id].append(cands)
             attempts[task.id].append([None if g is None else grid_to_list(g) for g in top])
@@ -423,10 +461,13 @@ def output_paths(
     challenges: str | Path,
     cfg: TaskPredictConfig,
     task_ids: Sequence[str] | None = None,
+    ensemble: Sequence[str | Path] = (),
 ) -> dict[str, Path]:
     from arcsub.core.runs import data_label, model_label
 
     key = {"config": to_dict(cfg), "model": str(Path(model_dir).resolve()), "tasks": list(task_ids or [])}
+    if ensemble:  # only then: a single model's file names stay what they were
+        key["ensemble"] = [str(Path(m).resolve()) for m in ensemble]
     tail = f"{model_label(model_dir)}__{data_label(challenges)}__{settings_hash(key)}.json"
     return {k: Path(out_dir) / f"{k}__{tail}" for k in ("predictions", "submission", "run")}
 
@@ -446,22 +487,25 @@ def run_task_predict(
     task_ids: Sequence[str] | None = None,
     submission_path: str | Path | None = None,
     progress: bool = True,
+    ensemble: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
-    """Predict a challenges file with a task model; write predictions, submission and a run summary.
+    """Predict a challenges file with a task model (and the `ensemble` models beside it: their candidates are
+    pooled, predict_tasks); write predictions, submission and a run summary.
 
-    With `solutions`, the summary holds the Kaggle score and the candidate metrics."""
+    With `solutions`, the summary holds the Kaggle score, the candidate metrics and each task's score."""
     from arcsub.core.submission import build_submission, write_submission
 
     cfg = (cfg or TaskPredictConfig()).validate()
     challenges = resolve_path(challenges)
     solutions = None if solutions is None else resolve_path(solutions)
     tasks = run_tasks(challenges, task_ids)
-    paths = output_paths(out_dir, model_dir, challenges, cfg, task_ids)
+    paths = output_paths(out_dir, model_dir, challenges, cfg, task_ids, ensemble)
     check_run_inputs(tasks, solutions, [*paths.values(), submission_path])
     device = predict_device(cfg)
-    model, index = load_task_model(model_dir, device, pick_dtype(cfg.dtype, device))
+    dtype = pick_dtype(cfg.dtype, device)
+    (model, index), *others = [load_task_model(m, device, dtype) for m in (model_dir, *ensemble)]
     stats: dict[str, Any] = {"device": str(device)}
-    predictions, attempts = predict_tasks(model, index, tasks, cfg, progress, stats)
+    predictions, attempts = predict_tasks(model, index, tasks, cfg, progress, stats, others)
     submission = build_submission(tasks, attempts)
     write_json_atomic(paths["predictions"], predictions)
     write_submission(paths["submission"], submission)
@@ -469,6 +513,7 @@ def run_task_predict(
         write_submission(submission_path, submission)
     summary: dict[str, Any] = {
         "model": str(model_dir),
+        **({"ensemble": [str(m) for m in ensemble]} if ensemble else {}),
         "challenges": str(challenges),
         "config": to_dict(cfg),
         "stats": stats,
