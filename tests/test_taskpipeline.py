@@ -225,7 +225,7 @@ def test_an_interrupted_prediction_keeps_every_finished_chunk_in_the_submission(
     out, tasks = start_run(test_file, tmp_path / "out", None)
     calls: list[list[str]] = []
 
-    def fake_predict(model, index, chunk, cfg, progress):
+    def fake_predict(model, index, chunk, cfg, progress, ensemble=()):
         calls.append(list(chunk))
         if len(calls) == 2:
             raise KeyboardInterrupt  # the hard deadline's alarm, mid-chunk
@@ -236,7 +236,7 @@ def test_an_interrupted_prediction_keeps_every_finished_chunk_in_the_submission(
     monkeypatch.setattr(task_predict, "predict_tasks", fake_predict)
     cfg = load_pipeline_config(None, ["chunk=1", "predict.device=cpu"])
     with pytest.raises(KeyboardInterrupt):
-        task_pipeline.predict_shard(0, ids, "m", str(test_file), str(out), cfg, float("inf"), merge=True)
+        task_pipeline.predict_shard(0, ids, ["m"], str(test_file), str(out), cfg, float("inf"), merge=True)
     sub = read_json(out / "submission.json")
     assert sub[ids[0]][0]["attempt_1"] == [[7]]  # the finished chunk is in the submission
     assert sub[ids[1]][0]["attempt_1"] != [[7]]  # the interrupted one keeps its baseline
@@ -257,11 +257,61 @@ def test_refinement_is_fitted_to_the_time_left_or_skipped_when_too_little_is_lef
     assert any("predicting with the joint model" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize("bad", ["refine_share=1", "refine_share=-0.1", "refine_lr=0"])
-def test_a_bad_refinement_setting_is_one_line(bad, capsys):
+@pytest.mark.parametrize(
+    "bad, word",
+    [
+        ("refine_share=1", "refine_"),
+        ("refine_share=-0.1", "refine_"),
+        ("refine_lr=0", "refine_"),
+        ("ensemble=0", "ensemble"),
+    ],
+)
+def test_a_bad_refinement_or_ensemble_setting_is_one_line(bad, word, capsys):
     rc = main(["dry-run", "--tasks", "1", "--config", str(CPU), bad])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "refine_" in err[0]
+    assert rc == 2 and len(err) == 1 and word in err[0]
+
+
+def test_an_ensemble_member_that_overruns_takes_time_from_the_next_not_from_prediction(tmp_path, monkeypatch):
+    """120 s for three members: the first (40 s) takes 60, the second would get 20 (< 30): skipped, and the
+    third trains in the time left to the end of its share (60 s). Training is a stand-in on a fake clock."""
+    from types import SimpleNamespace
+
+    from arcsub.taskmodel import pipeline as task_pipeline
+
+    clock, seen = [1000.0], []
+
+    def fake_train(tc, gpus):
+        seen.append((tc.name, tc.seed, round(tc.seconds, 1)))
+        clock[0] += 60.0 if len(seen) == 1 else tc.seconds
+        return tmp_path / tc.name / "model"
+
+    monkeypatch.setattr(task_pipeline, "time", SimpleNamespace(time=lambda: clock[0]))
+    monkeypatch.setattr(task_pipeline, "train_task_model", fake_train)
+    cfg = load_pipeline_config(CPU, [*FAST, "ensemble=3"])
+    models, stages = task_pipeline.train_members(
+        cfg, tmp_path / "t.json", tmp_path, 120.0, tmp_path / "t.json", 1
+    )
+    assert seen == [("task-model", 0, 40.0), ("task-model-2", 2, 60.0)]
+    assert models == [tmp_path / "task-model" / "model", tmp_path / "task-model-2" / "model"]
+    assert stages == {"train": 120.0}
+
+
+def test_an_ensemble_trains_its_seeds_in_turn_and_pools_their_candidates(arc1_eval_files, tmp_path):
+    """ensemble=2: two models with seeds 0 and 1 share the 40 steps (20 each), and every test input's
+    candidates come from both (member 0 and 1); a member's own folders keep the runs apart."""
+    challenges, _ = arc1_eval_files
+    ids = pick_dry_run_tasks(challenges, 1)
+    cfg = load_pipeline_config(CPU, [*FAST, "ensemble=2"])
+    run = tmp_path / "run"
+    summary = run_pipeline(challenges, run, cfg, task_ids=ids)
+    assert summary["predicted"] == 1 and summary["model"] == str(run / "task-model" / "model")
+    assert summary["ensemble"] == [str(run / "task-model-1" / "model")]
+    for folder, seed in (("task-model", 0), ("task-model-1", 1)):
+        saved = read_json(run / folder / "model" / "arcsub.json")
+        assert saved["steps"] == 20 and read_json(run / folder / "config.json")["seed"] == seed
+    cands = read_json(run / "predictions.json")[ids[0]][0]
+    assert sorted({c["member"] for c in cands}) == [0, 1] and len(cands) == 2 * 2  # 2 views each
 
 
 def test_refinement_continues_the_joint_model_on_the_test_tasks_with_confident_pairs(

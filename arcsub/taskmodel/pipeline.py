@@ -47,6 +47,7 @@ RUN = "task-model"  # the training run's folder inside the output folder
 REFINE_RUN = "task-refine"  # the refinement run's folder (refine_share > 0)
 SELF_TRAIN_FILE = "self_train_challenges.json"  # the test tasks with the joint model's confident pairs
 MIN_REFINE_SECONDS = 20.0  # less is spent compiling and warming up: the joint model is kept
+MIN_MEMBER_SECONDS = 30.0  # an ensemble member needs more than its compilation and warm-up: it is left out
 
 
 def _train_defaults() -> TaskTrainConfig:
@@ -90,14 +91,21 @@ class TaskPipelineConfig:
     # (arcsub.taskmodel.selftrain; labelled with self_train.views views, its time taken from the refinement)
     refine_self_train: bool = False
     self_train: SelfTrainSettings = field(default_factory=SelfTrainSettings)
+    # an ensemble: this many models with seeds train.seed, +1, ..., trained one after another on all the GPUs,
+    # each in its share of the training time (or train.steps), refined alike; prediction pools their
+    # candidates (predict_tasks). Why: past ~4e8 tokens one model stops gaining (docs/experiments/arc2.md),
+    # so a long budget (the Kaggle notebook's hours) may do better as several models than as one
+    ensemble: int = 1
 
 
 def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskPipelineConfig:
     """Defaults, then a YAML/JSON file, then key=value overrides (the Kaggle notebook calls this by name)."""
     cfg = load_config(TaskPipelineConfig, path, overrides)
+    where = f"{path}: " if path else ""
     if not 0 <= cfg.refine_share < 1 or cfg.refine_lr <= 0:
-        where = f"{path}: " if path else ""
         raise ArcDataError(f"{where}refine_share must be in [0, 1) and refine_lr above 0")
+    if cfg.ensemble < 1:
+        raise ArcDataError(f"{where}ensemble must be at least 1 (models)")
     return cfg
 
 
@@ -202,10 +210,54 @@ def refine_config(
         mode="ttt",
         model=str(model_dir),
         data=data,
-        name=REFINE_RUN,
+        name=REFINE_RUN + member_suffix(joint),
         optim=dataclasses.replace(joint.optim, lr=cfg.refine_lr),
     )
     return fit_to_seconds(tc, seconds) if seconds > 0 else share_of(tc, cfg.train, cfg.refine_share)
+
+
+def member_suffix(tc: TaskTrainConfig) -> str:
+    """ "" for the first (or only) model of a run, "-K" for ensemble member K: names its refinement and files."""
+    return tc.name.removeprefix(RUN)
+
+
+def member_pipeline(cfg: TaskPipelineConfig, k: int) -> TaskPipelineConfig:
+    """The pipeline settings of ensemble member k: the next seed, 1/ensemble of train.steps and train.seconds
+    (the time budget's share is given by the caller)."""
+    n, t = cfg.ensemble, cfg.train
+    share = dataclasses.replace(t, seed=t.seed + k, steps=max(1, round(t.steps / n)), seconds=t.seconds / n)
+    return dataclasses.replace(cfg, train=share)
+
+
+def train_members(
+    cfg: TaskPipelineConfig, test_file: Path, out: Path, seconds: float, beside: Path, gpus: int
+) -> tuple[list[Path], dict[str, float]]:
+    """The run's models (one, or cfg.ensemble in turn), each trained then refined; with `seconds` member k
+    ends by start + seconds * (k + 1) / ensemble, so one that overruns takes from the next member, never from
+    prediction; a member left less than MIN_MEMBER_SECONDS is skipped (its time goes to the next; the last
+    one always trains, as a single model does). Returns the models and the seconds of training and
+    refinement."""
+    t0, n = time.time(), cfg.ensemble
+    models: list[Path] = []
+    stages = {"train": 0.0}
+    for k in range(n):
+        until = t0 + seconds * (k + 1) / n if seconds else 0.0
+        left = until - time.time() if seconds else 0.0
+        if seconds and models and left < MIN_MEMBER_SECONDS and k < n - 1:
+            log.warning("%.0f s left for ensemble member %d: skipped, its time goes to the next", left, k)
+            continue
+        member = member_pipeline(cfg, k)
+        joint = train_config(member, test_file, out, left * (1 - cfg.refine_share), beside)
+        joint = dataclasses.replace(joint, name=RUN + (f"-{k}" if k else ""))
+        t = time.time()
+        model_dir = train_task_model(joint, gpus)
+        stages["train"] += time.time() - t
+        if cfg.refine_share > 0:
+            t = time.time()
+            model_dir = refine(member, joint, model_dir, gpus, until)
+            stages["refine"] = stages.get("refine", 0.0) + time.time() - t
+        models.append(model_dir)
+    return models, stages
 
 
 def _exists(path: str) -> bool:
@@ -262,7 +314,7 @@ def train_task_model(tc: TaskTrainConfig, gpus: int) -> Path:
 def predict_shard(
     rank: int,
     ids: list[str],
-    model_dir: str,
+    model_dirs: list[str],
     test_file: str,
     out: str,
     cfg: TaskPipelineConfig,
@@ -291,7 +343,8 @@ def predict_shard(
     if not todo:
         return
     device = predict_device(cfg.predict)
-    model, index = load_task_model(model_dir, device, pick_dtype(cfg.predict.dtype, device))
+    dtype = pick_dtype(cfg.predict.dtype, device)
+    (model, index), *others = [load_task_model(m, device, dtype) for m in model_dirs]
     last_chunk_s = 0.0
     for start in range(0, len(todo), cfg.chunk):
         if time.time() + last_chunk_s > deadline:
@@ -301,7 +354,7 @@ def predict_shard(
             break
         t_chunk = time.time()
         chunk = {t: tasks[t] for t in todo[start : start + cfg.chunk]}
-        preds, att = predict_tasks(model, index, chunk, cfg.predict, progress=False)
+        preds, att = predict_tasks(model, index, chunk, cfg.predict, progress=False, ensemble=others)
         results.add(preds, att)
         last_chunk_s = time.time() - t_chunk
         log.info("worker %d: predicted %d/%d tasks", rank, len(results.attempts), len(ids))
@@ -329,16 +382,10 @@ def run_pipeline(
         raise ArcDataError(f"time_budget={cfg.time_budget:g}: too little time to train a task model")
     gpus = cfg.gpus or max(1, gpu_count())
     t0 = time.time()
-    beside = resolve_path(challenges)
-    joint = train_config(cfg, test_file, out, seconds * (1 - cfg.refine_share), beside)
-    model_dir = train_task_model(joint, gpus)
-    stages = {"train": time.time() - t0}
-    if cfg.refine_share > 0:
-        model_dir = refine(cfg, joint, model_dir, gpus, t0 + seconds if seconds else 0.0)
-        stages["refine"] = time.time() - t0 - stages["train"]
+    models, stages = train_members(cfg, test_file, out, seconds, resolve_path(challenges), gpus)
     ids = list(tasks)
     shards = [ids[r::gpus] for r in range(min(gpus, len(ids)))]
-    args = (str(model_dir), str(test_file), str(out), cfg, deadline)
+    args = ([str(m) for m in models], str(test_file), str(out), cfg, deadline)
     if len(shards) == 1:
         predict_shard(0, shards[0], *args, merge=True)
     else:
@@ -349,7 +396,8 @@ def run_pipeline(
         "tasks": len(tasks),
         "predicted": len(attempts),
         "workers": len(shards),
-        "model": str(model_dir),
+        "model": str(models[0]),
+        **({"ensemble": [str(m) for m in models[1:]]} if len(models) > 1 else {}),
         "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
     }
     summary["stage_seconds"]["predict"] = round(time.time() - t0 - sum(stages.values()), 1)
@@ -370,7 +418,11 @@ def refine(cfg: TaskPipelineConfig, joint: TaskTrainConfig, model_dir: Path, gpu
     if cfg.refine_self_train:
         test_file = Path(joint.data.ttt_challenges[0])
         test_tasks = write_self_train_file(
-            model_dir, test_file, Path(joint.out_dir) / SELF_TRAIN_FILE, cfg.self_train, cfg.predict
+            model_dir,
+            test_file,
+            Path(joint.out_dir) / SELF_TRAIN_FILE.replace(".json", member_suffix(joint) + ".json"),
+            cfg.self_train,
+            cfg.predict,
         )
         if until and left() < MIN_REFINE_SECONDS:
             return _keep_joint(model_dir, left())
