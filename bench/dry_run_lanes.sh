@@ -11,6 +11,7 @@
 # ENSEMBLE=1: then one task-predict pools every lane's model (the first lane's plus --ensemble the others;
 # configs/task-predict.yaml, $VIEWS views, default 32; the lanes' tasks) into OUT/ensemble/: e.g. lanes of two seeds
 #   ENSEMBLE=1 bench/dry_run_lanes.sh OUT arc-agi-2 120 s0 s1:train.seed=1
+# and bench/task_overlap.py compares the lanes and the pooled run task by task (OUT/overlap.json).
 set -uo pipefail
 out=$1; set_=$2; tasks=$3; shift 3; mkdir -p "$out"; names=()
 config=${CONFIG-configs/task-pipeline-arc2.yaml}
@@ -43,4 +44,6 @@ if [ "${ENSEMBLE:-0}" = 1 ]; then
   python -m arcsub.cli task-predict "${models[0]}" "$ch" -o "$out/ensemble" \
     "${extra[@]}" --tasks "$ids" --solutions "$d/arc-agi_evaluation_solutions.json" --quiet \
     --config configs/task-predict.yaml views="${VIEWS:-32}" 2>&1 | tail -n 6
+  runs=(); for n in "${names[@]}"; do runs+=("$out/$n/summary.json"); done
+  python bench/task_overlap.py "${runs[@]}" "$out"/ensemble/run__*.json -o "$out/overlap.json"
 fi

@@ -40,3 +40,39 @@ def test_a_folder_without_an_evaluation_run_is_refused(tmp_path):
     (tmp_path / "r_log.jsonl").write_text('{"step": 1, "loss": 1.0, "tokens_per_s": 5, "elapsed_s": 1.0}\n')
     with pytest.raises(SystemExit, match="no evaluation run file"):
         rt.main([str(tmp_path)])
+
+
+def _overlap_module():
+    spec = importlib.util.spec_from_file_location("task_overlap", ROOT / "bench" / "task_overlap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_task_overlap_counts_what_each_run_alone_solves_and_the_union(tmp_path, capsys):
+    """Two runs solving {a, b} and {b, c} of four tasks (c half): each 0.5 / 0.375, together 0.625."""
+    import json
+
+    ov = _overlap_module()
+    runs = {"s0": {"a": 1.0, "b": 1.0, "c": 0.0, "d": 0.0}, "s1": {"a": 0.0, "b": 1.0, "c": 0.5, "d": 0.0}}
+    files = []
+    for name, scores in runs.items():
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps({"score": 0.0, "task_scores": scores}))
+    assert ov.main([*map(str, files), "-o", str(tmp_path / "o.json")]) == 0
+    out = json.loads((tmp_path / "o.json").read_text())
+    assert out["union_score"] == pytest.approx(0.625) and out["tasks"] == 4
+    assert out["runs"][str(files[0])]["only_here"] == ["a"] and out["runs"][str(files[1])]["only_here"] == [
+        "c"
+    ]
+    # a committed run file from before task_scores existed: one line, exit 2
+    old = (
+        EXP
+        / "arc2-h200"
+        / "long"
+        / "run__task-transductive-arc2-long-1gpu-1440s__arc-agi-2-evaluation__4d16bd20.json"
+    )
+    capsys.readouterr()
+    assert ov.main([str(old), str(files[0])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no task_scores" in err[0]

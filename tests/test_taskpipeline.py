@@ -45,6 +45,7 @@ def test_dry_run_trains_on_demonstrations_only_and_scores(arc1_eval_files, tmp_p
     summary = json.loads(capsys.readouterr().out)
     ids = pick_dry_run_tasks(challenges, 2)
     assert summary["tasks"] == summary["predicted"] == 2 and 0.0 <= summary["score"] <= 1.0
+    assert sorted(summary["task_scores"]) == sorted(ids)  # which tasks it solved, for bench/task_overlap.py
     assert set(summary["stage_seconds"]) == {"train", "predict"}
     assert summary["model"].endswith("task-model/model")
     seen = read_json(out / "test_challenges.json")  # what training read of the test tasks

@@ -111,9 +111,12 @@ def finish_run(
         with_outputs = load_tasks(challenges, solutions)  # the report shows the truth beside the candidates
         report_tasks = {t: with_outputs[t] for t in tasks}
         truth = {t: [p.output for p in task.test] for t, task in report_tasks.items()}
-        summary["score"] = score_submission(read_json(out / "submission.json"), truth)["score"]
+        scored = score_submission(read_json(out / "submission.json"), truth)
         m = compute_metrics(predictions, truth)
-        summary["metrics"] = {k: m[k] for k in (*METRIC_KEYS, "n")}
+        summary.update(score=scored["score"], metrics={k: m[k] for k in (*METRIC_KEYS, "n")})
+        summary["task_scores"] = scored[
+            "per_task"
+        ]  # which tasks it solved: runs compare (bench/task_overlap.py)
     summary["report"] = str(
         render_html(report_tasks, predictions, out / "report.html", title=f"arcsub run {out.name}")
     )
