@@ -114,9 +114,8 @@ def finish_run(
         scored = score_submission(read_json(out / "submission.json"), truth)
         m = compute_metrics(predictions, truth)
         summary.update(score=scored["score"], metrics={k: m[k] for k in (*METRIC_KEYS, "n")})
-        summary["task_scores"] = scored[
-            "per_task"
-        ]  # which tasks it solved: runs compare (bench/task_overlap.py)
+        # which tasks it solved, so that runs compare task by task (bench/task_overlap.py)
+        summary["task_scores"] = scored["per_task"]
     summary["report"] = str(
         render_html(report_tasks, predictions, out / "report.html", title=f"arcsub run {out.name}")
     )

@@ -217,7 +217,8 @@ def refine_config(
 
 
 def member_suffix(tc: TaskTrainConfig) -> str:
-    """ "" for the first (or only) model of a run, "-K" for ensemble member K: names its refinement and files."""
+    """The run name's suffix, which names a member's refinement and self-training file: empty for the first
+    (or only) model, "-K" for ensemble member K."""
     return tc.name.removeprefix(RUN)
 
 
