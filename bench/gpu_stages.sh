@@ -19,6 +19,9 @@
 #   joint     joint vs per-task test-time training at equal compute on the first $TASKS (default 20) evaluation
 #             tasks of $SET, demonstrations only (no training tasks, no RE-ARC), no compile: one task model on all
 #             of them for $STEPS steps (default 3000) against one model per task for $STEPS/$TASKS steps each
+#   pool      task-predict of this run's model pooled with the runs named in $POOL (space-separated run folders
+#             under /tmp/w, e.g. earlier calls' TAG=s1 runs; --ensemble), $VIEWS views, then bench/task_overlap.py
+#             over the single runs' and the pooled run files
 #   pack      the trained task model (weights + task index) as 15 MiB parts in OUT_DIR, so it outlives the machine
 #             (the device returns at most 8 files of 16 MiB): `cat OUT/*.part-* | tar xf -` restores model/
 set -uo pipefail
@@ -71,6 +74,13 @@ if has trainset && [ -f $w/$run/model/config.json ]; then
   $a task-predict $w/$run/model $d/arc-agi_training_challenges.json -o $w/tr-$run --config configs/task-predict.yaml \
     views=$tviews --solutions $d/arc-agi_training_solutions.json --quiet | tail -n 8
   cp $w/tr-$run/run__*.json "$out/"
+fi
+if has pool && [ -f $w/$run/model/config.json ]; then
+  extra=(); for r in ${POOL:-}; do extra+=(--ensemble "$w/$r/model"); done
+  $a task-predict $w/$run/model $ev -o $w/pool-$run-v$views "${extra[@]}" --config configs/task-predict.yaml \
+    views=$views --solutions $evs --quiet | tail -n 3
+  cp $w/pool-$run-v$views/run__*.json "$out/pool-$run-v$views.json"
+  python bench/task_overlap.py $w/tp-*-v$views/run__*.json "$out/pool-$run-v$views.json" -o "$out/overlap-$run.json"
 fi
 if has pack && [ -f $w/$run/model/config.json ]; then
   tar cf - -C $w/$run model | split -b 15m - "$out/$run-model.tar.part-"; ls "$out" | grep -c part-
