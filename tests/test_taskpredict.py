@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,6 +139,10 @@ def test_cli_trains_and_predicts_real_tasks_into_a_valid_submission(run_cli, arc
     res = run_cli(*train_args)
     assert res.rc == 0, res.err
     model = res.out.strip().splitlines()[-1].removeprefix("run: ") + "/model"
+    last = json.loads((Path(model).parent / "log.jsonl").read_text().splitlines()[-1])
+    by_source = last["loss_by_source"]  # training tasks and the test tasks' demonstrations, apart
+    assert set(by_source) == {"arc", "ttt"} and min(by_source.values()) > 0
+    assert min(by_source.values()) <= last["loss"] <= max(by_source.values())  # their label-weighted mean
     out = tmp_path / "out"
     res = run_cli(
         "task-predict",

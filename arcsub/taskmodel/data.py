@@ -226,6 +226,7 @@ class TaskDataSettings:
 
 
 TRAINING_SOURCES = ("arc", "re-arc", "generated")  # what the guard checks: every source with test outputs
+SOURCES = (*TRAINING_SOURCES, "ttt")  # a batch's per-token source ids index this (the log's loss by source)
 
 
 @dataclass
@@ -415,7 +416,8 @@ def check_no_leak(training: Sequence[PairSet], test: Sequence[PairSet]) -> None:
 
 @dataclass
 class TaskBatch:
-    """Packed rows: token ids, labels (IGNORE where no loss), each token's task row and D8 view.
+    """Packed rows: token ids, labels (IGNORE where no loss), each token's task row, D8 view and source (an
+    index into SOURCES: the training log splits the loss by it, e.g. test demonstrations against the rest).
 
     Each sequence starts with bos, which is all the model needs to restart positions and attention there.
     `placed` lists (row, start, sample) for logging and tests; it stays on the CPU.
@@ -425,6 +427,7 @@ class TaskBatch:
     labels: torch.Tensor
     task_ids: torch.Tensor
     view_ids: torch.Tensor
+    source_ids: torch.Tensor
     placed: list[tuple[int, int, Sample]]
 
     @property
@@ -434,7 +437,7 @@ class TaskBatch:
     def to(self, device) -> TaskBatch:
         t = [
             x.to(device, non_blocking=True)
-            for x in (self.input_ids, self.labels, self.task_ids, self.view_ids)
+            for x in (self.input_ids, self.labels, self.task_ids, self.view_ids, self.source_ids)
         ]
         return TaskBatch(*t, self.placed)
 
@@ -459,13 +462,15 @@ def make_batch(
     labels = np.full((rows, seq_len), IGNORE, dtype=np.int64)
     tasks = np.zeros((rows, seq_len), dtype=np.int64)
     views = np.zeros((rows, seq_len), dtype=np.int64)
+    sources = np.zeros((rows, seq_len), dtype=np.int64)
     for r, start, s in placed:
         end = start + len(s.ids)
         ids[r, start:end] = s.ids
         labels[r, start:end] = np.where(label_mask(s.ids), s.ids, IGNORE)
         tasks[r, start:end] = s.task_row
         views[r, start:end] = s.view.d8
-    return TaskBatch(*(torch.from_numpy(a) for a in (ids, labels, tasks, views)), placed)
+        sources[r, start:end] = SOURCES.index(s.source)
+    return TaskBatch(*(torch.from_numpy(a) for a in (ids, labels, tasks, views, sources)), placed)
 
 
 class TaskStepBatches(torch.utils.data.IterableDataset):

@@ -446,8 +446,14 @@ class ArcTaskForCausalLM(PreTrainedModel):
 
 def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Summed cross-entropy of predicting labels[t + 1] at position t (IGNORE labels left out)."""
+    return next_token_losses(logits, labels).sum()
+
+
+def next_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The cross-entropy of each position t predicting labels[t + 1], flattened (0 where IGNORE): the
+    training log sums it by data source."""
     return F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE, reduction="none"
     )
 
 

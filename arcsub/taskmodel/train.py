@@ -32,12 +32,12 @@ from arcsub.core.data import ArcDataError, write_json_atomic
 from arcsub.core.device import BF16_CAPABILITY, capability, pick_dtype
 from arcsub.core.encode import build_compact_tokenizer
 from arcsub.core.modeldir import count_params, model_finished
-from arcsub.taskmodel.data import PairSource, TaskDataSettings, TaskIndex, TaskStepBatches
+from arcsub.taskmodel.data import IGNORE, SOURCES, PairSource, TaskDataSettings, TaskIndex, TaskStepBatches
 from arcsub.taskmodel.model import (
     PRESETS,
     ArcTaskForCausalLM,
     load_task_model,
-    next_token_loss,
+    next_token_losses,
     packed_block_mask,
     preset_config,
     save_task_model,
@@ -375,8 +375,35 @@ def _prepare(cfg: TaskTrainConfig, run: Path, dist, device: torch.device):
     return model, index, source
 
 
-def _step_loss(fwd, model, device: torch.device, n_label: int):
-    """The loss of one packed micro-batch, summed over its labels and divided by the step's label count."""
+class SourceLoss:
+    """One step's summed loss and label count per data source (SOURCES), kept on the device and read only
+    when the step is logged. Why: the joint run mixes training tasks, RE-ARC and the test tasks'
+    demonstrations; a demonstration loss far below the rest says the model memorises the test tasks' few
+    pairs (the ARC-AGI-2 plateau, docs/experiments/arc2.md) rather than learning what transfers."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros(len(SOURCES), device=device)
+        self.labels = torch.zeros(len(SOURCES), device=device)
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.labels.zero_()
+
+    def add(self, token_loss: torch.Tensor, labels: torch.Tensor, sources: torch.Tensor) -> None:
+        """token_loss: next_token_losses of a batch; labels and sources: the batch's, row by row."""
+        target, src = labels[:, 1:].flatten(), sources[:, 1:].flatten()
+        self.loss.index_add_(0, src, token_loss.detach())
+        self.labels.index_add_(0, src, (target != IGNORE).float())
+
+    def record(self) -> dict[str, float]:
+        """Mean loss per label of each source seen this step (a GPU sync: call it at logged steps only)."""
+        loss, n = self.loss.tolist(), self.labels.tolist()
+        return {name: round(loss[i] / n[i], 5) for i, name in enumerate(SOURCES) if n[i] > 0}
+
+
+def _step_loss(fwd, model, device: torch.device, n_label: int, by_source: SourceLoss):
+    """The loss of one packed micro-batch, summed over its labels and divided by the step's label count;
+    each token's loss is also added to `by_source`."""
 
     def loss_of(b) -> torch.Tensor:
         b = b.to(device)
@@ -388,7 +415,9 @@ def _step_loss(fwd, model, device: torch.device, n_label: int):
             packed=True,
             block_mask=block_mask,
         ).logits
-        return next_token_loss(logits, b.labels) / max(1, n_label)
+        token_loss = next_token_losses(logits, b.labels)
+        by_source.add(token_loss, b.labels, b.source_ids)
+        return token_loss.sum() / max(1, n_label)
 
     return loss_of
 
@@ -448,11 +477,13 @@ def train(cfg: TaskTrainConfig, progress: bool = True, clock: Clock = time.time)
     )
     t0 = window_t = clock()
     window_tokens, window_step, step, it = 0, start, start, iter(loader)
+    by_source = SourceLoss(device)
     while step < plan.total:
         micro = [next(it) for _ in range(ga)]
         torch.manual_seed(step_seed(cfg.seed, step, dist.rank))  # dropout: resumable, on CPU and CUDA alike
         window_tokens += sum(int((b.input_ids != model.config.pad_token_id).sum()) for b in micro)
-        loss_of = _step_loss(fwd, model, device, sum(b.n_label for b in micro))
+        by_source.reset()
+        loss_of = _step_loss(fwd, model, device, sum(b.n_label for b in micro), by_source)
         loss_sum = backward_micro_steps(fwd, micro, loss_of, dist, device, dtype, scaler)
         lr = base_lr * lr_at(step, cfg.optim, plan.total)
         gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)
@@ -467,6 +498,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True, clock: Clock = time.time)
             tps = window_tokens * dist.world / max(now - window_t, 1e-9)
             rec = log_record(step, loss_sum, lr, gnorm, tps, now - t0)
             rec["eta_s"] = round((plan.total - step) * seconds_per_step)
+            rec["loss_by_source"] = by_source.record()
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{rec['tokens_per_s'] / 1e3:.0f}k")
