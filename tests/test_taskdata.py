@@ -13,7 +13,7 @@ import pytest
 from arcsub.core.config import load_config, to_dict
 from arcsub.core.data import ArcDataError, read_json, resolve_path
 from arcsub.taskmodel.data import TRAINING_SOURCES, PairSource, TaskDataSettings
-from arcsub.taskmodel.train import TaskTrainConfig, check_same_run, run_name
+from arcsub.taskmodel.train import TaskTrainConfig, check_config, check_same_run, run_name
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 A1_EVAL = "data:arc-agi-1/arc-agi_evaluation_challenges.json"
@@ -135,3 +135,34 @@ def test_the_widened_arc2_preset_holds_arc_gen_and_no_arc2_evaluation_task(prese
     assert {s.task_id for s in dict(preset_source.sources)["ttt"]} == arc2_eval
     assert len(preset_source.task_ids) == len(set(preset_source.task_ids))
     assert len(ids["re-arc"]) == 3 and ids["re-arc"] <= ids["arc"]  # RE-ARC pairs share their task's row
+
+
+def test_scale_augmentation_upscales_both_grids_alike_within_30_cells(data_root):
+    """data.scale=1: every pair that fits twice over comes as k x k blocks of its view (k >= 2), input and
+    output by the same k, never past 30 x 30; scale 0 draws nothing, so older data streams stay the same."""
+    import numpy as np
+
+    from arcsub.core.data import grids_equal
+    from arcsub.taskmodel.data import SEP, TaskIndex, decode_grid, scale_factor, upscale
+
+    data = TaskDataSettings(challenges=["data:arc-agi-1/arc-agi_training_challenges.json"])
+    plain, scaled = PairSource(data), PairSource(dataclasses.replace(data, scale=1.0))
+    index = TaskIndex(scaled.task_ids)
+    sets = {s.task_id: s for _, group in scaled.sources for s in group}
+    rng, big = np.random.default_rng(0), 0
+    for _ in range(200):
+        s = scaled.sample(rng, index)
+        sep = int(np.flatnonzero(s.ids == SEP)[0])
+        inp, out = decode_grid(s.ids[1:sep]), decode_grid(s.ids[sep + 1 : -1])
+        pair = sets[s.task_id].pairs[s.pair_index]
+        assert grids_equal(inp, upscale(s.view.apply_grid(pair.input), s.scale))
+        assert grids_equal(out, upscale(s.view.apply_grid(pair.output), s.scale))
+        assert max(*inp.shape, *out.shape) <= 30
+        big += s.scale > 1
+    assert big > 100  # most training pairs fit at twice their size
+    state = rng.bit_generator.state
+    assert scale_factor(rng, 0.0, inp, out) == 1 and rng.bit_generator.state == state  # no draw at chance 0
+    assert all(plain.sample(rng, index).scale == 1 for _ in range(20))
+    cfg = load_config(TaskTrainConfig, CONFIGS / "task-transductive-arc2.yaml", ["data.scale=1.5"])
+    with pytest.raises(ArcDataError, match="data.scale is a chance"):
+        check_config(cfg)

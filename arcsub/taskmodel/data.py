@@ -171,6 +171,23 @@ def random_view(
     return Augmentation(d8=k, colours=tuple(int(c) for c in perm))
 
 
+def scale_factor(rng: np.random.Generator, chance: float, *grids: Grid) -> int:
+    """1, or with probability `chance` an integer factor from 2 up to the largest that keeps every grid of the
+    pair within MAX_SIDE (1 when none does). No random draw at chance 0, so older data streams stay as they were.
+
+    Why (VARC's resolution augmentation): the same rule at another resolution is more distinct data for a
+    model that memorises the few pairs a task has; both grids are scaled alike, so most rules still hold."""
+    if chance <= 0 or rng.random() >= chance:
+        return 1
+    largest = MAX_SIDE // max(max(g.shape) for g in grids)
+    return int(rng.integers(2, largest + 1)) if largest >= 2 else 1
+
+
+def upscale(grid: Grid, k: int) -> Grid:
+    """Each cell as a k x k block."""
+    return np.repeat(np.repeat(np.asarray(grid), k, axis=0), k, axis=1) if k > 1 else np.asarray(grid)
+
+
 def pair_views(
     free: np.ndarray,
     n: int,
@@ -223,6 +240,9 @@ class TaskDataSettings:
     # challenge files whose task ids must never be training tasks: the evaluation set a pretraining run will
     # be scored on without its ttt demonstrations (their test outputs are never read)
     holdout: list[str] = added_field(default_factory=list)
+    # chance that a training sample is scaled up (both grids, each cell a k x k block, k from 2 to what fits in
+    # 30 x 30; scale_factor): VARC's resolution augmentation; prediction stays at scale 1
+    scale: float = added_field(default=0.0)
 
 
 TRAINING_SOURCES = ("arc", "re-arc", "generated")  # what the guard checks: every source with test outputs
@@ -249,6 +269,7 @@ class Sample:
     source: str
     task_id: str
     pair_index: int
+    scale: int = 1
 
 
 def _training_sets(path: Path) -> list[PairSet]:
@@ -345,7 +366,7 @@ class PairSource:
     """All pair sets by source, and the sampler of augmented training sequences."""
 
     def __init__(self, data: TaskDataSettings, max_tokens: int = MAX_PAIR_TOKENS):
-        self.data = data
+        self.data, self.max_tokens = data, max_tokens
         loaded = {
             "arc": [s for c in data.challenges for s in _training_sets(resolve_path(c))],
             "re-arc": _re_arc_sets(resolve_path(data.re_arc)) if data.re_arc else [],
@@ -384,13 +405,18 @@ class PairSource:
         self.probs = w / w.sum()
 
     def sample(self, rng: np.random.Generator, index: TaskIndex) -> Sample:
-        """A source by weight, a task uniformly, a pair uniformly, then a fresh random view of it."""
+        """A source by weight, a task uniformly, a pair uniformly, then a fresh random view of it (scaled up
+        with chance data.scale)."""
         name, sets = self.sources[int(rng.choice(len(self.sources), p=self.probs))]
         s = sets[int(rng.integers(len(sets)))]
         i = int(rng.integers(len(s.pairs)))
         view = random_view(rng, s.free, self.data.d8, self.data.colours)
-        ids = encode_pair(view.apply_grid(s.pairs[i].input), view.apply_grid(s.pairs[i].output))
-        return Sample(ids, index.row(s.task_id), view, name, s.task_id, i)
+        grids = (view.apply_grid(s.pairs[i].input), view.apply_grid(s.pairs[i].output))
+        k = scale_factor(rng, self.data.scale, *grids)
+        if k > 1 and _pair_tokens(Pair(*(upscale(g, k) for g in grids))) > self.max_tokens:
+            k = 1  # a scaled pair longer than a row may be: the pair as it is
+        ids = encode_pair(*(upscale(g, k) for g in grids))
+        return Sample(ids, index.row(s.task_id), view, name, s.task_id, i, k)
 
 
 def _pair_tokens(p: Pair) -> int:

@@ -152,6 +152,8 @@ def check_config(cfg: TaskTrainConfig) -> None:
         raise ArcDataError("config: trainable=tasks needs a pretrained model")
     if cfg.steps < 1 or cfg.rows < 1 or cfg.grad_accum < 1:
         raise ArcDataError("config: steps, rows and grad_accum must be at least 1")
+    if not 0 <= cfg.data.scale <= 1:
+        raise ArcDataError("config: data.scale is a chance, in [0, 1]")
 
 
 def check_same_run(run: Path, cfg: TaskTrainConfig) -> None:
