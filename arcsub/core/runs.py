@@ -113,9 +113,11 @@ def finish_run(
         truth = {t: [p.output for p in task.test] for t, task in report_tasks.items()}
         scored = score_submission(read_json(out / "submission.json"), truth)
         m = compute_metrics(predictions, truth)
-        summary.update(score=scored["score"], metrics={k: m[k] for k in (*METRIC_KEYS, "n")})
-        # which tasks it solved, so that runs compare task by task (bench/task_overlap.py)
-        summary["task_scores"] = scored["per_task"]
+        summary.update(  # task_scores: which tasks it solved, so runs compare task by task (bench/task_overlap.py)
+            score=scored["score"],
+            metrics={k: m[k] for k in (*METRIC_KEYS, "n")},
+            task_scores=scored["per_task"],
+        )
     summary["report"] = str(
         render_html(report_tasks, predictions, out / "report.html", title=f"arcsub run {out.name}")
     )

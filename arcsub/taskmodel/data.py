@@ -411,12 +411,12 @@ class PairSource:
         s = sets[int(rng.integers(len(sets)))]
         i = int(rng.integers(len(s.pairs)))
         view = random_view(rng, s.free, self.data.d8, self.data.colours)
-        grids = (view.apply_grid(s.pairs[i].input), view.apply_grid(s.pairs[i].output))
-        k = scale_factor(rng, self.data.scale, *grids)
-        if k > 1 and _pair_tokens(Pair(*(upscale(g, k) for g in grids))) > self.max_tokens:
-            k = 1  # a scaled pair longer than a row may be: the pair as it is
-        ids = encode_pair(*(upscale(g, k) for g in grids))
-        return Sample(ids, index.row(s.task_id), view, name, s.task_id, i, k)
+        pair = Pair(view.apply_grid(s.pairs[i].input), view.apply_grid(s.pairs[i].output))
+        k = scale_factor(rng, self.data.scale, pair.input, pair.output)
+        if k > 1:
+            scaled = Pair(upscale(pair.input, k), upscale(pair.output, k))
+            pair, k = (scaled, k) if _pair_tokens(scaled) <= self.max_tokens else (pair, 1)
+        return Sample(encode_pair(pair.input, pair.output), index.row(s.task_id), view, name, s.task_id, i, k)
 
 
 def _pair_tokens(p: Pair) -> int:
