@@ -106,18 +106,11 @@ def finish_run(
 
     report_tasks = tasks
     if solutions is not None:
-        from arcsub.core.metrics import METRIC_KEYS, compute_metrics, score_submission
-
         with_outputs = load_tasks(challenges, solutions)  # the report shows the truth beside the candidates
         report_tasks = {t: with_outputs[t] for t in tasks}
         truth = {t: [p.output for p in task.test] for t, task in report_tasks.items()}
-        scored = score_submission(read_json(out / "submission.json"), truth)
-        m = compute_metrics(predictions, truth)
-        summary.update(  # task_scores: which tasks it solved, so runs compare task by task (bench/task_overlap.py)
-            score=scored["score"],
-            metrics={k: m[k] for k in (*METRIC_KEYS, "n")},
-            task_scores=scored["per_task"],
-        )
+        sub = out / "submission.json"
+        summary.update(score_against(truth, predictions, read_json(sub), sub))
     summary["report"] = str(
         render_html(report_tasks, predictions, out / "report.html", title=f"arcsub run {out.name}")
     )
@@ -236,14 +229,26 @@ def score_run(
     tasks: Mapping[str, Task], predictions: Predictions, submission: Mapping[str, Any], solutions: str | Path
 ) -> dict[str, Any]:
     """Kaggle score and candidate metrics of a run against a solutions file (every task must be in it), and
-    each task's score: which tasks two runs solve (the union an ensemble could reach) needs them."""
+    each task's score (score_against)."""
+    return score_against(run_truth(tasks, solutions), predictions, submission)
+
+
+def score_against(
+    truth: Mapping[str, list[Any]],
+    predictions: Predictions,
+    submission: Mapping[str, Any],
+    submission_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """score, metrics (METRIC_KEYS, and n: the most candidates of one output, pass_n's n) and task_scores of
+    a run against the truth: the one scoring of task-predict's run files and the pipelines' summaries, so they
+    read alike. task_scores says which tasks a run solved, so runs compare task by task (bench/task_overlap.py).
+    `submission_path` names the submission in error messages."""
     from arcsub.core.metrics import METRIC_KEYS, compute_metrics, score_submission
 
-    truth = run_truth(tasks, solutions)
     metrics = compute_metrics(predictions, truth)
-    scored = score_submission(submission, truth, solutions)
+    scored = score_submission(submission, truth, submission_path)
     return {
         "score": scored["score"],
-        "metrics": {k: metrics[k] for k in METRIC_KEYS},
+        "metrics": {k: metrics[k] for k in (*METRIC_KEYS, "n")},
         "task_scores": scored["per_task"],
     }
