@@ -22,8 +22,9 @@
 #   pool      task-predict of this run's model pooled with the runs named in $POOL (space-separated run folders
 #             under /tmp/w, e.g. earlier calls' TAG=s1 runs; --ensemble), $VIEWS views, then bench/task_overlap.py
 #             over the single runs' and the pooled run files
-#   pack      the trained task model (weights + task index) as 15 MiB parts in OUT_DIR, so it outlives the machine
-#             (the device returns at most 8 files of 16 MiB): `cat OUT/*.part-* | tar xf -` restores model/
+#   pack      the trained task model in bf16 (tools/export_model.py: ~58 MB for base) as 15 MiB parts in OUT_DIR,
+#             so it outlives the machine (the device returns at most 8 files of 16 MiB): `cat OUT/RUN-model.tar.part-*
+#             | tar xf -` restores model/ (in bf16: ready to commit under models/, or to predict from here)
 set -uo pipefail
 out=$1; stages=$2; secs=${3:-420}; limit=${4:-560}; t0=$(date +%s); w=/tmp/w; mkdir -p "$out" "$w"
 d=${ARCSUB_DATA}/${SET:-arc-agi-1}; ev=$d/arc-agi_evaluation_challenges.json; evs=$d/arc-agi_evaluation_solutions.json
@@ -83,7 +84,8 @@ if has pool && [ -f $w/$run/model/config.json ]; then
   python bench/task_overlap.py $w/tp-*-v$views/run__*.json "$out/pool-$run-v$views.json" -o "$out/overlap-$run.json"
 fi
 if has pack && [ -f $w/$run/model/config.json ]; then
-  tar cf - -C $w/$run model | split -b 15m - "$out/$run-model.tar.part-"; ls "$out" | grep -c part-
+  rm -rf $w/bf16-$run && python tools/export_model.py $w/$run/model $w/bf16-$run/model --dtype bf16 \
+    && tar cf - -C $w/bf16-$run model | split -b 15m - "$out/$run-model.tar.part-"; ls "$out" | grep -c part-
 fi
 k=${TASKS:-20}; left() { echo $(( limit - ($(date +%s) - t0) - 10 )); }
 if has joint; then

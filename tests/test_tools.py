@@ -696,3 +696,48 @@ def test_loopback_comes_up_inside_a_network_namespace_without_the_ip_tool():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["loopback", "brought", "up", "connected"]
+
+
+def export_task_model_bf16(src, dst):
+    """tools/export_model.py on a task model, as bench/gpu_stages.sh pack runs it."""
+    import export_model
+
+    assert export_model.main([str(src), str(dst), "--dtype", "bf16"]) == 0
+    return dst
+
+
+def test_export_model_writes_a_task_model_in_bf16_with_its_task_index(tmp_path, pretrained_task_model):
+    """How a task model travels (58 MB in bf16, not 116 in fp32): bf16 weights on disk, the same task rows."""
+    import torch
+    from safetensors import safe_open
+
+    from arcsub.taskmodel.model import load_task_model
+
+    dst = export_task_model_bf16(pretrained_task_model, tmp_path / "bf16")
+    with safe_open(str(dst / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+    assert load_task_model(dst)[1].rows == load_task_model(pretrained_task_model)[1].rows
+    assert read_json(dst / "arcsub.json")["exported_dtype"] == "bf16"
+
+
+def test_export_model_bf16_task_model_predicts_within_rounding(tmp_path, pretrained_task_model):
+    """Loaded back, the bf16 copy's logits are the original's within bf16 rounding (and not bit-equal: it was
+    converted)."""
+    import torch
+
+    from arcsub.taskmodel.data import encode_pair
+    from arcsub.taskmodel.model import load_task_model
+
+    dst = export_task_model_bf16(pretrained_task_model, tmp_path / "bf16")
+    ids = torch.from_numpy(encode_pair([[1, 2], [3, 4]], [[4, 3], [2, 1]]))[None]
+    with torch.no_grad():
+        la, lb = (load_task_model(m)[0].eval()(ids, task_ids=1).logits for m in (pretrained_task_model, dst))
+    assert torch.allclose(la, lb, atol=0.1, rtol=0.05) and not torch.equal(la, lb)
+
+
+def test_export_model_names_a_missing_model_in_one_line(tmp_path, capsys):
+    import export_model
+
+    assert export_model.main([str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0] and not (tmp_path / "out").exists()
