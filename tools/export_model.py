@@ -8,7 +8,6 @@ python tools/export_model.py runs/<task run>/model /tmp/task-bf16 --dtype bf16  
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -30,13 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     dst = Path(a.dst)
     try:
         info = read_model_info(a.src) | {"exported_dtype": a.dtype}
+        # both saves are atomic: an earlier export at dst stays until the new one is complete
         if info.get("format") == "task":  # task-train's models: weights, config and task_index.json
             model, index = load_task_model(a.src)
-            shutil.rmtree(dst, ignore_errors=True)
             save_task_model(model.to(dtype), index, dst, info)
         else:
             model, tok, _ = load_model(a.src)
-            shutil.rmtree(dst, ignore_errors=True)
             save_model(model.to(dtype), tok, dst, info)
     except ArcDataError as e:
         print(f"export_model: error: {e}", file=sys.stderr)
