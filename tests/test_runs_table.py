@@ -1,23 +1,16 @@
 """bench/runs_table.py on the run files kept in docs/experiments (real runs, not made-up numbers)."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from bench_scripts import bench_module
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "docs" / "experiments"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("runs_table", ROOT / "bench" / "runs_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_resumed_run_sums_its_calls_and_takes_likelihood_from_the_selection_table(tmp_path):
-    rt = _module()
+    rt = bench_module("runs_table")
     files = [
         EXP / "task_transductive_h100_1000s_log.jsonl",  # two calls: the clock starts again in the second
         EXP / "task_transductive_h100_eval_v32_run.json",  # predicted by vote (0.4825)
@@ -36,24 +29,17 @@ def test_resumed_run_sums_its_calls_and_takes_likelihood_from_the_selection_tabl
 
 
 def test_a_folder_without_an_evaluation_run_is_refused(tmp_path):
-    rt = _module()
+    rt = bench_module("runs_table")
     (tmp_path / "r_log.jsonl").write_text('{"step": 1, "loss": 1.0, "tokens_per_s": 5, "elapsed_s": 1.0}\n')
     with pytest.raises(SystemExit, match="no evaluation run file"):
         rt.main([str(tmp_path)])
-
-
-def _overlap_module():
-    spec = importlib.util.spec_from_file_location("task_overlap", ROOT / "bench" / "task_overlap.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_task_overlap_counts_what_each_run_alone_solves_and_the_union(tmp_path, capsys):
     """Two runs solving {a, b} and {b, c} of four tasks (c half): each 0.5 / 0.375, together 0.625."""
     import json
 
-    ov = _overlap_module()
+    ov = bench_module("task_overlap")
     runs = {"s0": {"a": 1.0, "b": 1.0, "c": 0.0, "d": 0.0}, "s1": {"a": 0.0, "b": 1.0, "c": 0.5, "d": 0.0}}
     files = []
     for name, scores in runs.items():

@@ -1,0 +1,16 @@
+"""The scripts of bench/ as modules, for the tests that run them on kept real files (bench/ is not a package:
+its scripts run from the repository root)."""
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def bench_module(name: str) -> ModuleType:
+    """bench/<name>.py, loaded afresh."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
