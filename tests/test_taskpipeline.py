@@ -265,10 +265,12 @@ def test_refinement_is_fitted_to_the_time_left_or_skipped_when_too_little_is_lef
         ("refine_share=-0.1", "refine_"),
         ("refine_lr=0", "refine_"),
         ("ensemble=0", "ensemble"),
+        ("member_steps=-1", "member_steps"),
+        ("member_steps=100 refine_share=0.25", "member_steps"),
     ],
 )
 def test_a_bad_refinement_or_ensemble_setting_is_one_line(bad, word, capsys):
-    rc = main(["dry-run", "--tasks", "1", "--config", str(CPU), bad])
+    rc = main(["dry-run", "--tasks", "1", "--config", str(CPU), *bad.split()])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and word in err[0]
 
@@ -296,6 +298,56 @@ def test_an_ensemble_member_that_overruns_takes_time_from_the_next_not_from_pred
     assert seen == [("task-model", 0, 40.0), ("task-model-2", 2, 60.0)]
     assert models == [tmp_path / "task-model" / "model", tmp_path / "task-model-2" / "model"]
     assert stages == {"train": 120.0}
+
+
+@pytest.mark.parametrize(
+    "takes, expected",
+    [
+        # 30 s a member in 100 s: three members of 10 steps (100, 70, 40 s left), then 10 s < 30 s: no fourth
+        (
+            lambda tc: 30.0,
+            [("task-model", 0, 10, 100.0), ("task-model-1", 1, 10, 70.0), ("task-model-2", 2, 10, 40.0)],
+        ),
+        # a member that needs all its time (a short budget): one model, as without an ensemble
+        (lambda tc: tc.seconds, [("task-model", 0, 10, 100.0)]),
+    ],
+)
+def test_fixed_length_members_keep_coming_while_the_time_left_fits_one_more(
+    tmp_path, monkeypatch, takes, expected
+):
+    """member_steps: each member is bounded by its steps and fitted to all the training time left; the next
+    one trains only if the time left is at least what the last one took, up to `ensemble` (5 here). Training
+    is a stand-in on a fake clock."""
+    from types import SimpleNamespace
+
+    from arcsub.taskmodel import pipeline as task_pipeline
+
+    clock, seen = [1000.0], []
+
+    def fake_train(tc, gpus):
+        seen.append((tc.name, tc.seed, tc.steps, round(tc.seconds, 1)))
+        clock[0] += takes(tc)
+        return tmp_path / tc.name / "model"
+
+    monkeypatch.setattr(task_pipeline, "time", SimpleNamespace(time=lambda: clock[0]))
+    monkeypatch.setattr(task_pipeline, "train_task_model", fake_train)
+    cfg = load_pipeline_config(CPU, [*FAST, "ensemble=5", "member_steps=10"])
+    models, stages = task_pipeline.train_members(
+        cfg, tmp_path / "t.json", tmp_path, 100.0, tmp_path / "t.json", 1
+    )
+    assert seen == expected
+    assert models == [tmp_path / name / "model" for name, *_ in expected]
+    assert stages == {"train": clock[0] - 1000.0}
+
+
+def test_without_a_time_budget_fixed_length_members_each_train_their_steps():
+    from arcsub.taskmodel.pipeline import member_pipeline
+
+    cfg = load_pipeline_config(CPU, [*FAST, "ensemble=3", "member_steps=15", "train.seconds=60"])
+    second = member_pipeline(cfg, 1).train
+    assert (second.seed, second.steps, second.seconds) == (cfg.train.seed + 1, 15, 60.0)  # not 40/3, not 20 s
+    equal = member_pipeline(load_pipeline_config(CPU, [*FAST, "ensemble=2"]), 1).train
+    assert (equal.steps, equal.seconds) == (20, 0.0)
 
 
 def test_an_ensemble_trains_its_seeds_in_turn_and_pools_their_candidates(arc1_eval_files, tmp_path):

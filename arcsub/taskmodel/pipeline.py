@@ -96,6 +96,11 @@ class TaskPipelineConfig:
     # candidates (predict_tasks). Why: past ~4e8 tokens one model stops gaining (docs/experiments/arc2.md),
     # so a long budget (the Kaggle notebook's hours) may do better as several models than as one
     ensemble: int = 1
+    # > 0: members of a fixed length instead of equal shares. Each member trains at most this many steps (the
+    # plateau's length), in all the training time left, and another follows, up to `ensemble`, while the time
+    # left is at least what the last one took. So a short budget still trains one model as long as it can,
+    # and a long one (Kaggle's 12 h) spends its hours on members past the plateau instead of one model on it
+    member_steps: int = 0
 
 
 def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskPipelineConfig:
@@ -106,6 +111,10 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskP
         raise ArcDataError(f"{where}refine_share must be in [0, 1) and refine_lr above 0")
     if cfg.ensemble < 1:
         raise ArcDataError(f"{where}ensemble must be at least 1 (models)")
+    if cfg.member_steps < 0 or (cfg.member_steps and cfg.refine_share):
+        raise ArcDataError(
+            f"{where}member_steps must be 0 or more, and 0 with refine_share (one or the other)"
+        )
     return cfg
 
 
@@ -223,36 +232,65 @@ def member_suffix(tc: TaskTrainConfig) -> str:
 
 
 def member_pipeline(cfg: TaskPipelineConfig, k: int) -> TaskPipelineConfig:
-    """The pipeline settings of ensemble member k: the next seed, 1/ensemble of train.steps and train.seconds
-    (the time budget's share is given by the caller)."""
+    """The pipeline settings of ensemble member k: the next seed, and 1/ensemble of train.steps and
+    train.seconds, or with member_steps that many steps and all of train.seconds (the time budget's share is
+    given by the caller)."""
     n, t = cfg.ensemble, cfg.train
+    if cfg.member_steps:
+        return dataclasses.replace(cfg, train=dataclasses.replace(t, seed=t.seed + k, steps=cfg.member_steps))
     share = dataclasses.replace(t, seed=t.seed + k, steps=max(1, round(t.steps / n)), seconds=t.seconds / n)
     return dataclasses.replace(cfg, train=share)
+
+
+def member_end(cfg: TaskPipelineConfig, t0: float, seconds: float, k: int) -> float:
+    """The epoch time by which member k must be trained: its equal share's end, or with member_steps the end of
+    all the training time (its step count bounds it); 0 without a time budget."""
+    if not seconds:
+        return 0.0
+    return t0 + seconds if cfg.member_steps else t0 + seconds * (k + 1) / cfg.ensemble
+
+
+def skip_member(cfg: TaskPipelineConfig, k: int, left: float, last: float) -> str:
+    """Why member k (with `left` seconds of training time; the member before it took `last`) is not trained,
+    or "" to train it. Equal shares: one left under MIN_MEMBER_SECONDS gives its time to the next (the last
+    always trains); member_steps: the members end once the time left is less than the last one took."""
+    if cfg.member_steps:
+        return f"{left:.0f} s left, the last member took {last:.0f} s: {k} member(s)" if left < last else ""
+    if left < MIN_MEMBER_SECONDS and k < cfg.ensemble - 1:
+        return f"{left:.0f} s left for ensemble member {k}: skipped, its time goes to the next"
+    return ""
 
 
 def train_members(
     cfg: TaskPipelineConfig, test_file: Path, out: Path, seconds: float, beside: Path, gpus: int
 ) -> tuple[list[Path], dict[str, float]]:
     """The run's models (one, or cfg.ensemble in turn), each trained then refined; with `seconds` member k
-    ends by start + seconds * (k + 1) / ensemble, so one that overruns takes from the next member, never from
-    prediction; a member left less than MIN_MEMBER_SECONDS is skipped (its time goes to the next; the last
-    one always trains, as a single model does). Returns the models and the seconds of training and
+    ends by member_end, so one that overruns takes from the next member, never from prediction, and
+    skip_member says which members are left out. Returns the models and the seconds of training and
     refinement."""
-    t0, n = time.time(), cfg.ensemble
+    t0 = time.time()
     models: list[Path] = []
     stages = {"train": 0.0}
-    for k in range(n):
-        until = t0 + seconds * (k + 1) / n if seconds else 0.0
+    last = 0.0  # the seconds the last member took
+    for k in range(cfg.ensemble):
+        until = member_end(cfg, t0, seconds, k)
         left = until - time.time() if seconds else 0.0
-        if seconds and models and left < MIN_MEMBER_SECONDS and k < n - 1:
-            log.warning("%.0f s left for ensemble member %d: skipped, its time goes to the next", left, k)
+        why = skip_member(cfg, k, left, last) if seconds and models else ""
+        if why and cfg.member_steps:
+            log.info("ensemble: %s", why)
+            break
+        if why:
+            log.warning("%s", why)
             continue
         member = member_pipeline(cfg, k)
         joint = train_config(member, test_file, out, left * (1 - cfg.refine_share), beside)
-        joint = dataclasses.replace(joint, name=RUN + (f"-{k}" if k else ""))
+        # fitted to the time left, a fixed-length member keeps its step count as the bound of that fit
+        bound = {"steps": cfg.member_steps} if cfg.member_steps else {}
+        joint = dataclasses.replace(joint, name=RUN + (f"-{k}" if k else ""), **bound)
         t = time.time()
         model_dir = train_task_model(joint, gpus)
-        stages["train"] += time.time() - t
+        last = time.time() - t
+        stages["train"] += last
         if cfg.refine_share > 0:
             t = time.time()
             model_dir = refine(member, joint, model_dir, gpus, until)
