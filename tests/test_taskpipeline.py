@@ -265,8 +265,8 @@ def test_refinement_is_fitted_to_the_time_left_or_skipped_when_too_little_is_lef
         ("refine_share=-0.1", "refine_"),
         ("refine_lr=0", "refine_"),
         ("ensemble=0", "ensemble"),
-        ("member_steps=-1", "member_steps"),
-        ("member_steps=100 refine_share=0.25", "member_steps"),
+        ("member_tokens=-1", "member_tokens"),
+        ("member_tokens=1e6 refine_share=0.25", "member_tokens"),
     ],
 )
 def test_a_bad_refinement_or_ensemble_setting_is_one_line(bad, word, capsys):
@@ -315,9 +315,9 @@ def test_an_ensemble_member_that_overruns_takes_time_from_the_next_not_from_pred
 def test_fixed_length_members_keep_coming_while_the_time_left_fits_one_more(
     tmp_path, monkeypatch, takes, expected
 ):
-    """member_steps: each member is bounded by its steps and fitted to all the training time left; the next
-    one trains only if the time left is at least what the last one took, up to `ensemble` (5 here). Training
-    is a stand-in on a fake clock."""
+    """member_tokens: each member is bounded by its steps (10 of 2 rows x 512 tokens) and fitted to all the
+    training time left; the next one trains only if the time left is at least what the last one took, up to
+    `ensemble` (5 here). Training is a stand-in on a fake clock."""
     from types import SimpleNamespace
 
     from arcsub.taskmodel import pipeline as task_pipeline
@@ -331,7 +331,7 @@ def test_fixed_length_members_keep_coming_while_the_time_left_fits_one_more(
 
     monkeypatch.setattr(task_pipeline, "time", SimpleNamespace(time=lambda: clock[0]))
     monkeypatch.setattr(task_pipeline, "train_task_model", fake_train)
-    cfg = load_pipeline_config(CPU, [*FAST, "ensemble=5", "member_steps=10"])
+    cfg = load_pipeline_config(CPU, [*FAST, "ensemble=5", "member_tokens=10240"])
     models, stages = task_pipeline.train_members(
         cfg, tmp_path / "t.json", tmp_path, 100.0, tmp_path / "t.json", 1
     )
@@ -340,12 +340,15 @@ def test_fixed_length_members_keep_coming_while_the_time_left_fits_one_more(
     assert stages == {"train": clock[0] - 1000.0}
 
 
-def test_without_a_time_budget_fixed_length_members_each_train_their_steps():
+def test_fixed_length_members_train_their_tokens_on_any_gpu_count():
+    """15 steps of 2 rows x 512 tokens on one GPU, 8 on two (rounded up); all of train.seconds each, not a
+    third: without a time budget every member trains its tokens."""
     from arcsub.taskmodel.pipeline import member_pipeline
 
-    cfg = load_pipeline_config(CPU, [*FAST, "ensemble=3", "member_steps=15", "train.seconds=60"])
+    cfg = load_pipeline_config(CPU, [*FAST, "ensemble=3", "member_tokens=15360", "train.seconds=60"])
     second = member_pipeline(cfg, 1).train
-    assert (second.seed, second.steps, second.seconds) == (cfg.train.seed + 1, 15, 60.0)  # not 40/3, not 20 s
+    assert (second.seed, second.steps, second.seconds) == (cfg.train.seed + 1, 15, 60.0)
+    assert member_pipeline(cfg, 1, gpus=2).train.steps == 8
     equal = member_pipeline(load_pipeline_config(CPU, [*FAST, "ensemble=2"]), 1).train
     assert (equal.steps, equal.seconds) == (20, 0.0)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import shutil
 import signal
@@ -96,11 +97,12 @@ class TaskPipelineConfig:
     # candidates (predict_tasks). Why: past ~4e8 tokens one model stops gaining (docs/experiments/arc2.md),
     # so a long budget (the Kaggle notebook's hours) may do better as several models than as one
     ensemble: int = 1
-    # > 0: members of a fixed length instead of equal shares. Each member trains at most this many steps (the
-    # plateau's length), in all the training time left, and another follows, up to `ensemble`, while the time
-    # left is at least what the last one took. So a short budget still trains one model as long as it can,
-    # and a long one (Kaggle's 12 h) spends its hours on members past the plateau instead of one model on it
-    member_steps: int = 0
+    # > 0: members of a fixed length instead of equal shares. Each member trains at most this many tokens (the
+    # plateau's length; tokens, so it means the same on any GPU count), in all the training time left, and
+    # another follows, up to `ensemble`, while the time left is at least what the last one took. So a short
+    # budget still trains one model as long as it can, and a long one (Kaggle's 12 h) spends its hours on
+    # members of the plateau's length instead of one model far past it
+    member_tokens: float = 0.0
 
 
 def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskPipelineConfig:
@@ -111,9 +113,9 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskP
         raise ArcDataError(f"{where}refine_share must be in [0, 1) and refine_lr above 0")
     if cfg.ensemble < 1:
         raise ArcDataError(f"{where}ensemble must be at least 1 (models)")
-    if cfg.member_steps < 0 or (cfg.member_steps and cfg.refine_share):
+    if cfg.member_tokens < 0 or (cfg.member_tokens and cfg.refine_share):
         raise ArcDataError(
-            f"{where}member_steps must be 0 or more, and 0 with refine_share (one or the other)"
+            f"{where}member_tokens must be 0 or more, and 0 with refine_share (one or the other)"
         )
     return cfg
 
@@ -231,30 +233,38 @@ def member_suffix(tc: TaskTrainConfig) -> str:
     return tc.name.removeprefix(RUN)
 
 
-def member_pipeline(cfg: TaskPipelineConfig, k: int) -> TaskPipelineConfig:
+def member_steps(cfg: TaskPipelineConfig, gpus: int) -> int:
+    """The step count of a fixed-length member: member_tokens over what one step trains on `gpus` GPUs (rows
+    x seq_len x grad_accum on each)."""
+    t = cfg.train
+    return max(1, math.ceil(cfg.member_tokens / (t.rows * t.seq_len * t.grad_accum * gpus)))
+
+
+def member_pipeline(cfg: TaskPipelineConfig, k: int, gpus: int = 1) -> TaskPipelineConfig:
     """The pipeline settings of ensemble member k: the next seed, and 1/ensemble of train.steps and
-    train.seconds, or with member_steps that many steps and all of train.seconds (the time budget's share is
-    given by the caller)."""
+    train.seconds, or with member_tokens its step count on `gpus` GPUs and all of train.seconds (the time
+    budget's share is given by the caller)."""
     n, t = cfg.ensemble, cfg.train
-    if cfg.member_steps:
-        return dataclasses.replace(cfg, train=dataclasses.replace(t, seed=t.seed + k, steps=cfg.member_steps))
+    if cfg.member_tokens:
+        steps = member_steps(cfg, gpus)
+        return dataclasses.replace(cfg, train=dataclasses.replace(t, seed=t.seed + k, steps=steps))
     share = dataclasses.replace(t, seed=t.seed + k, steps=max(1, round(t.steps / n)), seconds=t.seconds / n)
     return dataclasses.replace(cfg, train=share)
 
 
 def member_end(cfg: TaskPipelineConfig, t0: float, seconds: float, k: int) -> float:
-    """The epoch time by which member k must be trained: its equal share's end, or with member_steps the end of
-    all the training time (its step count bounds it); 0 without a time budget."""
+    """The epoch time by which member k must be trained: its equal share's end, or with member_tokens the end
+    of all the training time (its step count bounds it); 0 without a time budget."""
     if not seconds:
         return 0.0
-    return t0 + seconds if cfg.member_steps else t0 + seconds * (k + 1) / cfg.ensemble
+    return t0 + seconds if cfg.member_tokens else t0 + seconds * (k + 1) / cfg.ensemble
 
 
 def skip_member(cfg: TaskPipelineConfig, k: int, left: float, last: float) -> str:
     """Why member k (with `left` seconds of training time; the member before it took `last`) is not trained,
     or "" to train it. Equal shares: one left under MIN_MEMBER_SECONDS gives its time to the next (the last
-    always trains); member_steps: the members end once the time left is less than the last one took."""
-    if cfg.member_steps:
+    always trains); member_tokens: the members end once the time left is less than the last one took."""
+    if cfg.member_tokens:
         return f"{left:.0f} s left, the last member took {last:.0f} s: {k} member(s)" if left < last else ""
     if left < MIN_MEMBER_SECONDS and k < cfg.ensemble - 1:
         return f"{left:.0f} s left for ensemble member {k}: skipped, its time goes to the next"
@@ -276,16 +286,16 @@ def train_members(
         until = member_end(cfg, t0, seconds, k)
         left = until - time.time() if seconds else 0.0
         why = skip_member(cfg, k, left, last) if seconds and models else ""
-        if why and cfg.member_steps:
+        if why and cfg.member_tokens:
             log.info("ensemble: %s", why)
             break
         if why:
             log.warning("%s", why)
             continue
-        member = member_pipeline(cfg, k)
+        member = member_pipeline(cfg, k, gpus)
         joint = train_config(member, test_file, out, left * (1 - cfg.refine_share), beside)
         # fitted to the time left, a fixed-length member keeps its step count as the bound of that fit
-        bound = {"steps": cfg.member_steps} if cfg.member_steps else {}
+        bound = {"steps": member.train.steps} if cfg.member_tokens else {}
         joint = dataclasses.replace(joint, name=RUN + (f"-{k}" if k else ""), **bound)
         t = time.time()
         model_dir = train_task_model(joint, gpus)
