@@ -58,6 +58,9 @@ def only_member(predictions: dict[str, Any], k: int) -> dict[str, Any]:
 
 def member_table(predictions: dict[str, Any], solutions: dict[str, Any]) -> dict[str, Any]:
     """Metrics per member and for the pool, plus the tasks whose pass_n only one member reaches."""
+    missing = sorted(set(predictions) - set(solutions))
+    if missing:
+        raise ArcDataError(f"{len(missing)} predicted task(s) not in the solutions, e.g. {missing[0]}")
     truth = {t: solutions[t] for t in predictions}
     rows: dict[str, Any] = {}
     hits: dict[int, set[str]] = {}
@@ -75,24 +78,16 @@ def member_table(predictions: dict[str, Any], solutions: dict[str, Any]) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "predictions",
-        type=Path,
-        nargs="+",
-        help="one pooled predictions file, or several single-model"
-        " ones to pool (.json, .json.xz or .json.gz)",
-    )
+    what = "one pooled predictions file, or several single-model ones to pool (.json, .json.xz or .json.gz)"
+    p.add_argument("predictions", type=Path, nargs="+", help=what)
     p.add_argument("--solutions", type=Path, required=True)
     p.add_argument("-o", "--out", type=Path)
     args = p.parse_args(argv)
     try:
         files = [read_json(f) for f in args.predictions]
         result = member_table(files[0] if len(files) == 1 else pool_files(files), read_json(args.solutions))
-    except (ArcDataError, KeyError) as e:
-        print(
-            f"ensemble_members: error: {e if isinstance(e, ArcDataError) else f'task {e} not in the solutions'}",
-            file=sys.stderr,
-        )
+    except ArcDataError as e:
+        print(f"ensemble_members: error: {e}", file=sys.stderr)
         return 2
     print(format_metrics_table(result["rows"], markdown=True))
     for name, ids in result["pass_n_only_in"].items():

@@ -44,7 +44,9 @@ def test_single_runs_pool_offline_in_file_order(solutions_file, tmp_path, capsys
     assert "per_task" not in kept["pool"]
 
 
-def test_a_single_model_file_is_refused_in_one_line(tmp_path):
+def test_a_single_model_file_or_unknown_tasks_are_refused_in_one_line():
     em = bench_module("ensemble_members")
     with pytest.raises(em.ArcDataError, match="not a pooled"):
         em.member_ids({"t": [[{"grid": [[1]]}]]})
+    with pytest.raises(em.ArcDataError, match="1 predicted task.* not in the solutions, e.g. t"):
+        em.member_table({"t": [[{"grid": [[1]], "member": 0}]]}, {"u": [[[1]]]})
