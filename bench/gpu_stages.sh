@@ -12,7 +12,9 @@
 #             to N steps while its lr decay is still ahead (when the device time left is short)
 #   predict   task-predict on all evaluation tasks of $SET (default arc-agi-1; arc-agi-2 with
 #             TASK_CONFIG=configs/task-transductive-arc2.yaml) with $VIEWS views (default 32), once the model exists
-#   select    bench/task_selection.py on that prediction: 8/16/32/... views x vote / likelihood
+#   select    bench/task_selection.py on that prediction: 8/16/32/... views x vote / likelihood, and with
+#             $SCORE_VIEWS (e.g. 8,16,32) likelihood over that many scoring views; SELECT=pool: on the pool stage's
+#             run instead (every member loaded, their likelihoods summed)
 #   trainset  task-predict on the training tasks of $SET ($TRAIN_VIEWS views, default 32): the seed's
 #             training-set table (the transductive model trained on them, test outputs included)
 #   pertask   bench/time_per_task.sh ${TIMING_TASKS:-8}: per-task TTFT and prediction times, small and 0.5B shape
@@ -67,9 +69,10 @@ if has predict && [ -f $w/$run/model/config.json ]; then
     --solutions $evs --quiet | tail -n 8
   cp $w/tp-$run-v$views/run__*.json "$out/"
 fi
-if has select && [ -d $w/tp-$run-v$views ]; then
-  python bench/task_selection.py $w/tp-$run-v$views/run__*.json --solutions $evs -o "$out/selection-$run-v$views.json" \
-    | tail -n 12
+sel=${SELECT:-tp}
+if has select && [ -d $w/$sel-$run-v$views ]; then
+  python bench/task_selection.py $w/$sel-$run-v$views/run__*.json --solutions $evs ${SCORE_VIEWS:+--score-views $SCORE_VIEWS} \
+    -o "$out/selection-${SELECT:+$SELECT-}$run-v$views.json" | tail -n 16
 fi
 if has trainset && [ -f $w/$run/model/config.json ]; then
   $a task-predict $w/$run/model $d/arc-agi_training_challenges.json -o $w/tr-$run --config configs/task-predict.yaml \
