@@ -11,7 +11,8 @@
 #             checkpoint: run the stage again to resume; TASK_ARGS=steps=N on a resumed call shortens the fitted plan
 #             to N steps while its lr decay is still ahead (when the device time left is short)
 #   predict   task-predict on all evaluation tasks of $SET (default arc-agi-1; arc-agi-2 with
-#             TASK_CONFIG=configs/task-transductive-arc2.yaml) with $VIEWS views (default 32), once the model exists
+#             TASK_CONFIG=configs/task-transductive-arc2.yaml) with $VIEWS views (default 32), once the model exists;
+#             it, trainset and pool are skipped with a line when under $PREDICT_S seconds (default 90) are left
 #   select    bench/task_selection.py on that prediction: 8/16/32/... views x vote / likelihood, and with
 #             $SCORE_VIEWS (e.g. 8,16,32) likelihood over that many scoring views; SELECT=pool: on the pool stage's
 #             run instead (every member loaded, their likelihoods summed)
@@ -33,6 +34,10 @@ d=${ARCSUB_DATA}/${SET:-arc-agi-1}; ev=$d/arc-agi_evaluation_challenges.json; ev
 cfg=${TASK_CONFIG:-configs/task-transductive.yaml}; views=${VIEWS:-32}; tviews=${TRAIN_VIEWS:-32}
 a="python -m arcsub.cli"; n=${NGPU:-$(nvidia-smi -L | wc -l)}; run=$(basename $cfg .yaml)${TAG:+-$TAG}-${n}gpu-${secs}s
 has() { [[ ",$stages," == *",$1,"* ]]; }
+left() { echo $(( limit - ($(date +%s) - t0) - 10 )); }
+# a prediction needs ~60-150 s on 120 ARC-AGI-2 tasks: one that cannot finish before LIMIT is skipped with a
+# line, so the call returns (the model stays in /tmp/w: run the stage again) instead of running out mid-way
+room() { [ "$(left)" -ge "${PREDICT_S:-90}" ] || { echo "$1: $(left) s left before LIMIT, under PREDICT_S=${PREDICT_S:-90}: skipped, run it again"; return 1; }; }
 if has pipe; then
   $a dry-run --tasks 100 --first -o $w/pipe$n --json workers=0 ttft.steps=32 ttft.seq_len=2048 ttft.max_len=2048 \
     predict.views=8 > "$out/pipe$n.json" 2> "$out/pipe$n.log"; echo "pipe$n rc=$? $(date +%s)"
@@ -64,7 +69,7 @@ if has task; then
     | tail -n 8
   cp $w/$run/log.jsonl "$out/${run}_log.jsonl"; cp $w/$run/plan.json "$out/${run}_plan.json" 2>/dev/null
 fi
-if has predict && [ -f $w/$run/model/config.json ]; then
+if has predict && [ -f $w/$run/model/config.json ] && room predict; then
   $a task-predict $w/$run/model $ev -o $w/tp-$run-v$views --config configs/task-predict.yaml views=$views \
     --solutions $evs --quiet | tail -n 8
   cp $w/tp-$run-v$views/run__*.json "$out/"
@@ -74,12 +79,12 @@ if has select && [ -d $w/$sel-$run-v$views ]; then
   python bench/task_selection.py $w/$sel-$run-v$views/run__*.json --solutions $evs ${SCORE_VIEWS:+--score-views $SCORE_VIEWS} \
     -o "$out/selection-${SELECT:+$SELECT-}$run-v$views.json" | tail -n 16
 fi
-if has trainset && [ -f $w/$run/model/config.json ]; then
+if has trainset && [ -f $w/$run/model/config.json ] && room trainset; then
   $a task-predict $w/$run/model $d/arc-agi_training_challenges.json -o $w/tr-$run --config configs/task-predict.yaml \
     views=$tviews --solutions $d/arc-agi_training_solutions.json --quiet | tail -n 8
   cp $w/tr-$run/run__*.json "$out/"
 fi
-if has pool && [ -f $w/$run/model/config.json ]; then
+if has pool && [ -f $w/$run/model/config.json ] && room pool; then
   extra=(); for r in ${POOL:-}; do extra+=(--ensemble "$w/$r/model"); done
   $a task-predict $w/$run/model $ev -o $w/pool-$run-v$views "${extra[@]}" --config configs/task-predict.yaml \
     views=$views --solutions $evs --quiet | tail -n 3
@@ -90,7 +95,7 @@ if has pack && [ -f $w/$run/model/config.json ]; then
   rm -rf $w/bf16-$run && python tools/export_model.py $w/$run/model $w/bf16-$run/model --dtype bf16 \
     && tar cf - -C $w/bf16-$run model | split -b 15m - "$out/$run-model.tar.part-"; ls "$out" | grep -c part-
 fi
-k=${TASKS:-20}; left() { echo $(( limit - ($(date +%s) - t0) - 10 )); }
+k=${TASKS:-20}
 if has joint; then
   st=${STEPS:-3000}; abl="--pipeline task --challenges $ev --tasks $k --first --json train.data.challenges=[] train.data.re_arc=null
     beside_data=false train.compile=false train.seconds=0 time_budget=0"
