@@ -300,6 +300,39 @@ def test_an_ensemble_member_that_overruns_takes_time_from_the_next_not_from_pred
     assert stages == {"train": 120.0}
 
 
+@pytest.mark.parametrize("fails_at", [1, 0])
+def test_a_later_member_that_fails_keeps_the_members_trained_and_the_first_one_fails_the_run(
+    tmp_path, monkeypatch, caplog, fails_at
+):
+    """ensemble=3 with member 1 (or 0) running out of GPU memory: member 0's model is kept, member 2 is not
+    tried, one warning says so; with nothing trained the error is the run's."""
+    from arcsub.taskmodel import pipeline as task_pipeline
+
+    seen = []
+
+    def fake_train(tc, gpus):
+        seen.append(tc.name)
+        if len(seen) - 1 == fails_at:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+        return tmp_path / tc.name / "model"
+
+    monkeypatch.setattr(task_pipeline, "train_task_model", fake_train)
+    cfg = load_pipeline_config(CPU, [*FAST, "ensemble=3"])
+    args = (cfg, tmp_path / "t.json", tmp_path, 0.0, tmp_path / "t.json", 1)
+    if fails_at == 0:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            task_pipeline.train_members(*args)
+        return
+    with caplog.at_level("WARNING"):
+        models, _ = task_pipeline.train_members(*args)
+    assert models == [tmp_path / "task-model" / "model"] and seen == ["task-model", "task-model-1"]
+    warned = [r.getMessage() for r in caplog.records if "member 1 failed" in r.getMessage()]
+    assert warned == [
+        "ensemble: member 1 failed (RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB): "
+        "predicting with the 1 member(s) trained"
+    ]
+
+
 @pytest.mark.parametrize(
     "takes, expected",
     [

@@ -276,8 +276,9 @@ def train_members(
 ) -> tuple[list[Path], dict[str, float]]:
     """The run's models (one, or cfg.ensemble in turn), each trained then refined; with `seconds` member k
     ends by member_end, so one that overruns takes from the next member, never from prediction, and
-    skip_member says which members are left out. Returns the models and the seconds of training and
-    refinement."""
+    skip_member says which members are left out. A later member that fails (an out-of-memory, a crashed
+    rank) ends the ensemble with one warning: the hours of the members before it are not thrown away; only
+    the first member's failure is the run's. Returns the models and the seconds of training and refinement."""
     t0 = time.time()
     models: list[Path] = []
     stages = {"train": 0.0}
@@ -292,21 +293,62 @@ def train_members(
         if why:
             log.warning("%s", why)
             continue
-        member = member_pipeline(cfg, k, gpus)
-        joint = train_config(member, test_file, out, left * (1 - cfg.refine_share), beside)
-        # fitted to the time left, a fixed-length member keeps its step count as the bound of that fit
-        bound = {"steps": member.train.steps} if cfg.member_tokens else {}
-        joint = dataclasses.replace(joint, name=RUN + (f"-{k}" if k else ""), **bound)
-        t = time.time()
-        model_dir = train_task_model(joint, gpus)
-        last = time.time() - t
-        stages["train"] += last
-        if cfg.refine_share > 0:
-            t = time.time()
-            model_dir = refine(member, joint, model_dir, gpus, until)
-            stages["refine"] = stages.get("refine", 0.0) + time.time() - t
+        try:
+            model_dir, last = train_member(cfg, k, test_file, out, (left, until), beside, gpus, stages)
+        except Exception as e:  # any failure of a later member: keep the members trained
+            if not models:
+                raise
+            log.warning(
+                "ensemble: member %d failed (%s: %s): predicting with the %d member(s) trained",
+                k,
+                type(e).__name__,
+                str(e).splitlines()[0] if str(e) else "",
+                len(models),
+            )
+            free_gpu_memory()
+            break
         models.append(model_dir)
     return models, stages
+
+
+def train_member(
+    cfg: TaskPipelineConfig,
+    k: int,
+    test_file: Path,
+    out: Path,
+    window: tuple[float, float],
+    beside: Path,
+    gpus: int,
+    stages: dict[str, float],
+) -> tuple[Path, float]:
+    """Train (and refine) ensemble member k in its window (seconds left, the epoch time it must end by);
+    adds its seconds to `stages`, returns its model and the seconds its training took."""
+    left, until = window
+    member = member_pipeline(cfg, k, gpus)
+    joint = train_config(member, test_file, out, left * (1 - cfg.refine_share), beside)
+    # fitted to the time left, a fixed-length member keeps its step count as the bound of that fit
+    bound = {"steps": member.train.steps} if cfg.member_tokens else {}
+    joint = dataclasses.replace(joint, name=RUN + (f"-{k}" if k else ""), **bound)
+    t = time.time()
+    model_dir = train_task_model(joint, gpus)
+    took = time.time() - t
+    stages["train"] += took
+    if cfg.refine_share > 0:
+        t = time.time()
+        model_dir = refine(member, joint, model_dir, gpus, until)
+        stages["refine"] = stages.get("refine", 0.0) + time.time() - t
+    return model_dir, took
+
+
+def free_gpu_memory() -> None:
+    """After a failed member: what its tensors held goes back to the GPU before prediction loads the models."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _exists(path: str) -> bool:
