@@ -83,14 +83,14 @@ def load_members(run: dict[str, Any], cfg: TaskPredictConfig, task_ids: list[str
 
 def pool_scorer(members: list[Member], task: Task, test_index: int, cfg: TaskPredictConfig) -> Scorer:
     """Likelihood of a test output's answers as the prediction scored them: each member's product of experts
-    over its first cfg.score_views views, summed over members."""
+    over its first cfg.score_views views, summed over members (one member: its own scores)."""
     scorers = [
         poe_scorer(
             model, [j for j in view_jobs(task, index.row(task.id), cfg) if j.test_index == test_index], cfg
         )
         for model, index in members
     ]
-    return cached(scorers[0] if len(scorers) == 1 else sum_scorer(scorers))
+    return cached(sum_scorer(scorers))
 
 
 def plot(table: Path) -> Path:

@@ -77,3 +77,15 @@ def halving_on_oom(run: Callable[[Sequence[int]], list[T]], idx: Sequence[int], 
         )
     half = len(idx) // 2
     return halving_on_oom(run, idx[:half], what) + halving_on_oom(run, idx[half:], what)
+
+
+def free_gpu_memory() -> None:
+    """After a failed GPU job (e.g. an ensemble member out of memory): what its tensors held goes back to the
+    GPU before the next job loads its models."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

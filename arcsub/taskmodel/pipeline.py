@@ -26,6 +26,7 @@ from typing import Any
 from arcsub.core.config import load_config, to_dict
 from arcsub.core.data import ArcDataError, Task, load_tasks, resolve_path, task_path, write_json_atomic
 from arcsub.core.device import apply_memory_cap, gpu_count
+from arcsub.core.memory import free_gpu_memory
 from arcsub.core.modeldir import model_finished
 from arcsub.core.runs import (
     WorkerResults,
@@ -338,17 +339,6 @@ def train_member(
         model_dir = refine(member, joint, model_dir, gpus, until)
         stages["refine"] = stages.get("refine", 0.0) + time.time() - t
     return model_dir, took
-
-
-def free_gpu_memory() -> None:
-    """After a failed member: what its tensors held goes back to the GPU before prediction loads the models."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _exists(path: str) -> bool:
