@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from arcsub.core.data import ArcDataError, read_json, write_json_atomic
-from arcsub.core.metrics import compute_metrics, format_metrics_table
+from arcsub.core.metrics import compute_metrics, format_metrics_table, solved_alone
 
 
 def member_ids(predictions: dict[str, Any]) -> list[int]:
@@ -63,17 +63,13 @@ def member_table(predictions: dict[str, Any], solutions: dict[str, Any]) -> dict
         raise ArcDataError(f"{len(missing)} predicted task(s) not in the solutions, e.g. {missing[0]}")
     truth = {t: solutions[t] for t in predictions}
     rows: dict[str, Any] = {}
-    hits: dict[int, set[str]] = {}
+    hits: dict[str, set[str]] = {}
     for k in member_ids(predictions):
         m = compute_metrics(only_member(predictions, k), truth)
-        hits[k] = {t for t, v in m["per_task"].items() if v["pass_n"] > 0}
+        hits[f"member {k}"] = {t for t, v in m["per_task"].items() if v["pass_n"] > 0}
         rows[f"member {k}"] = m
     rows["pool"] = compute_metrics(predictions, truth)
-    alone = {
-        f"member {k}": sorted(h - set().union(*(v for j, v in hits.items() if j != k)))
-        for k, h in hits.items()
-    }
-    return {"tasks": len(truth), "rows": rows, "pass_n_only_in": alone}
+    return {"tasks": len(truth), "rows": rows, "pass_n_only_in": solved_alone(hits)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from arcsub.core.data import ArcDataError, read_json, write_json_atomic
+from arcsub.core.metrics import solved_alone
 
 
 def task_scores(path: Path) -> dict[str, float]:
@@ -32,13 +33,13 @@ def overlap(runs: dict[str, dict[str, float]]) -> dict:
         raise ArcDataError("the runs share no task")
     best = {t: max(s[t] for s in runs.values()) for t in shared}
     solved = {name: {t for t in shared if s[t] > 0} for name, s in runs.items()}
+    alone = solved_alone(solved)
     out = {"tasks": len(shared), "union_score": sum(best.values()) / len(shared), "runs": {}}
     for name, s in runs.items():
-        others = set().union(*(v for k, v in solved.items() if k != name))
         out["runs"][name] = {
             "score": sum(s[t] for t in shared) / len(shared),
             "solved": len(solved[name]),
-            "only_here": sorted(solved[name] - others),
+            "only_here": alone[name],
         }
     return out
 

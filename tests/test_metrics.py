@@ -15,6 +15,7 @@ from arcsub.core.metrics import (
     normalize_candidate,
     output_metrics,
     score_submission,
+    solved_alone,
     vote,
 )
 
@@ -299,3 +300,9 @@ def test_metrics_table_text_and_markdown():
     assert md[2] == "| 50.0% | 68.8% | 75.0% | 100.0% | 100.0% | 25.0% |"
     many = format_metrics_table({"seed 0": m, "seed 1": metrics_of([W1])}, markdown=True).splitlines()
     assert many[0].startswith("| run | accuracy") and many[3].startswith("| seed 1 | 0.0%")
+
+
+def test_solved_alone_names_what_no_other_run_solves():
+    solved = {"a": {"t1", "t2", "t3"}, "b": {"t2", "t4"}, "c": {"t3"}}
+    assert solved_alone(solved) == {"a": ["t1"], "b": ["t4"], "c": []}
+    assert solved_alone({"only": {"t2", "t1"}}) == {"only": ["t1", "t2"]}

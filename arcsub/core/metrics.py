@@ -293,6 +293,15 @@ def score_submission(
 # ---------------------------------------------------------------- reporting
 
 
+def solved_alone(solved: Mapping[str, set[str]]) -> dict[str, list[str]]:
+    """Per run (or member), the tasks it solves that no other one does: what pooling it adds at best, and what
+    a pool that drops it loses."""
+    return {
+        name: sorted(tasks - set().union(*(v for k, v in solved.items() if k != name)))
+        for name, tasks in solved.items()
+    }
+
+
 def format_metrics_table(
     rows: Mapping[str, Any], markdown: bool = False, columns: Sequence[str] = TABLE_COLUMNS
 ) -> str:
