@@ -113,3 +113,33 @@ def test_an_interrupted_single_worker_run_keeps_every_finished_chunk(arc1_eval_f
     sub = read_json(out / "submission.json")
     assert list(sub) == ids  # the run's tasks only, in order
     assert sub[ids[0]][0]["attempt_1"] == [[7]] and sub[ids[1]][0]["attempt_1"] != [[7]]
+
+
+def test_a_run_on_tasks_with_inline_outputs_is_scored_and_reported_with_them(arc1_eval, tmp_path):
+    """finish_run (both pipelines' end): no solutions file, but every test output written inline in the task
+    files (ARC's repository form): the run is scored and its report shows the metrics against them."""
+    from arcsub.core.data import grid_to_list, write_json_atomic
+    from arcsub.core.runs import finish_run, merge_attempts, start_run
+    from arcsub.core.submission import load_submission
+
+    ids = sorted(arc1_eval)[:2]
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    for i in ids:
+        (folder / f"{i}.json").write_text(json.dumps(arc1_eval[i].to_json(with_test_outputs=True)))
+    out, tasks = start_run(folder, tmp_path / "out", None)
+    # a worker's files: the first task answered right, the second wrong
+    answer = {ids[0]: [grid_to_list(p.output) for p in arc1_eval[ids[0]].test]}
+    answer[ids[1]] = [[[0, 0, 0]] for _ in arc1_eval[ids[1]].test]
+    write_json_atomic(out / "attempts.0.json", {t: [[g, g] for g in gs] for t, gs in answer.items()})
+    write_json_atomic(out / "predictions.0.json", {t: [[g] for g in gs] for t, gs in answer.items()})
+    merge_attempts(out, tasks)
+    summary = finish_run(out, tasks, None, {"stage_seconds": {}}, 0.0)
+    assert summary["task_scores"] == {ids[0]: 1.0, ids[1]: 0.0} and summary["score"] == 0.5
+    assert "pass_n" in (out / "report.html").read_text()  # the report's metrics table
+    # the same tasks without their outputs, and nothing predicted (the time spent before the first chunk):
+    # not scored, the baseline submission and the report still written
+    (tmp_path / "h.json").write_text(json.dumps({i: arc1_eval[i].to_json() for i in ids}))
+    out2, tasks2 = start_run(tmp_path / "h.json", tmp_path / "out2", None)
+    assert finish_run(out2, tasks2, None, {"stage_seconds": {}}, 0.0)["score"] is None
+    assert (out2 / "report.html").exists() and list(load_submission(out2 / "submission.json", tasks2)) == ids

@@ -281,3 +281,38 @@ def test_scoring_backs_off_too(monkeypatch):
     monkeypatch.setattr(model, "forward", fake)
     assert taskpredict.score_answers(*args, 0) == pytest.approx(whole, abs=1e-4)  # 0: auto (CPU: ceiling)
     assert calls[0] == 6 and max(calls[1:]) <= 3
+
+
+def write_task_folder(tasks: dict, ids: list[str], folder: Path) -> Path:
+    """ARC's own repository form (and most ARC-like sets'): one file per task, test outputs written inline."""
+    folder.mkdir(parents=True)
+    for i in ids:
+        (folder / f"{i}.json").write_text(json.dumps(tasks[i].to_json(with_test_outputs=True)))
+    return folder
+
+
+def test_tasks_with_inline_outputs_score_without_a_solutions_file(
+    run_cli, pretrained_task_model, arc1_eval, tmp_path
+):
+    ids = smallest(arc1_eval, 2)
+    folder = write_task_folder(arc1_eval, ids, tmp_path / "tasks")
+    eval_ch, eval_sol = write_subset(arc1_eval, ids, tmp_path, "ev")
+    args = ["--quiet", "views=2"]
+    res = run_cli("task-predict", pretrained_task_model, folder, "-o", tmp_path / "a", *args)
+    assert res.rc == 0, res.err
+    assert "Kaggle score" in res.out  # no --solutions: the folder's own test outputs score it
+    res = run_cli(
+        "task-predict", pretrained_task_model, eval_ch, "-o", tmp_path / "b", "--solutions", eval_sol, *args
+    )
+    assert res.rc == 0, res.err
+    inline, kaggle = (json.loads(next((tmp_path / d).glob("run__*.json")).read_text()) for d in "ab")
+    assert inline["task_scores"] == kaggle["task_scores"] and set(inline["task_scores"]) == set(ids)
+    assert inline["metrics"] == kaggle["metrics"]
+    res = run_cli("task-predict", pretrained_task_model, eval_ch, "-o", tmp_path / "c", *args)
+    assert res.rc == 0 and "Kaggle score" not in res.out  # outputs neither inline nor given: not scored
+    assert "score" not in json.loads(next((tmp_path / "c").glob("run__*.json")).read_text())
+    sub = next((tmp_path / "a").glob("submission__*.json"))
+    res = run_cli("score", sub, folder, "--json")  # `score` takes the folder as its solutions too
+    assert res.rc == 0 and json.loads(res.out)["score"] == pytest.approx(inline["score"])
+    res = run_cli("score", sub, eval_ch)  # a challenges file without its test outputs is not solutions
+    assert res.rc == 2 and len(res.err_lines) == 1 and str(eval_ch) in res.err and "test outputs" in res.err

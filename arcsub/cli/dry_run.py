@@ -16,7 +16,11 @@ def _add_dry_run(p: argparse.ArgumentParser) -> None:
 
     c, s = dataset_files("arc-agi-1", "evaluation")
     p.add_argument("--challenges", default=str(c), help="challenges JSON (default: ARC-AGI-1 evaluation)")
-    p.add_argument("--solutions", default=None, help="solutions JSON (default: the challenges' sibling)")
+    p.add_argument(
+        "--solutions",
+        default=None,
+        help="solutions JSON (default: the challenges' sibling, else test outputs written inline in the tasks)",
+    )
     p.add_argument("--tasks", default="4", help="N (the N smallest tasks) or comma-separated task ids")
     p.add_argument(
         "--first", action="store_true", help="with --tasks N: the first N tasks of the file, not the smallest"

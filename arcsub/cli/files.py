@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from arcsub.cli.app import EXIT_OK, Command, UsageError, register, warn
-from arcsub.core.data import ArcDataError, Task, load_solutions, load_tasks, read_json
+from arcsub.core.data import ArcDataError, Task, load_solutions, load_tasks, load_truth, read_json
 
 
 def _dump(obj: Any) -> None:
@@ -26,7 +26,11 @@ def _plural(n: int, word: str) -> str:
 
 def _add_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("submission", help="Kaggle submission JSON: {task_id: [{attempt_1, attempt_2}, ...]}")
-    p.add_argument("solutions", help="Kaggle solutions JSON: {task_id: [grid, ...]}")
+    p.add_argument(
+        "solutions",
+        help="Kaggle solutions JSON ({task_id: [grid, ...]}), or tasks with their test outputs inline "
+        "(a task file, a challenges-form file or a folder of task files)",
+    )
     p.add_argument(
         "--json", action="store_true", help="print one JSON object (score, tasks, test_outputs, ...)"
     )
@@ -38,7 +42,7 @@ def _add_score(p: argparse.ArgumentParser) -> None:
 def _run_score(args: argparse.Namespace) -> int:
     from arcsub.core.metrics import score_submission
 
-    solutions = load_solutions(args.solutions)
+    solutions = load_truth(args.solutions)
     res = score_submission(read_json(args.submission), solutions, args.submission)
     for w in res["warnings"]:
         warn(w)
@@ -80,7 +84,11 @@ def _add_metrics(p: argparse.ArgumentParser) -> None:
         help="predictions JSON: {task_id: [[candidate, ...] per test input]}, candidate a grid, "
         "null or {grid, logprob, tokens, view}",
     )
-    p.add_argument("solutions", help="Kaggle solutions JSON: {task_id: [grid, ...]}")
+    p.add_argument(
+        "solutions",
+        help="Kaggle solutions JSON ({task_id: [grid, ...]}), or tasks with their test outputs inline "
+        "(a task file, a challenges-form file or a folder of task files)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
     p.add_argument("--per-task", action="store_true", help="include per-task metrics in the --json output")
@@ -90,7 +98,7 @@ def _run_metrics(args: argparse.Namespace) -> int:
     from arcsub.core.metrics import compute_metrics, format_metrics_table, load_predictions
 
     preds = load_predictions(args.predictions)
-    res = compute_metrics(preds, load_solutions(args.solutions), args.predictions)
+    res = compute_metrics(preds, load_truth(args.solutions), args.predictions)
     for w in res["warnings"]:
         warn(w)
     if args.json:

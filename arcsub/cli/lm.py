@@ -97,7 +97,11 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
         "--adapters", metavar="DIR", help="per-task LoRA adapters: DIR/<task_id>/ (+ manifest.json)"
     )
     p.add_argument("--engine", choices=("auto", "torch", "vllm"), help="override the config's engine")
-    p.add_argument("--solutions", metavar="S", help="solutions JSON: print the score and metrics")
+    p.add_argument(
+        "--solutions",
+        metavar="S",
+        help="solutions JSON: print the score and metrics (default: inline test outputs)",
+    )
     p.add_argument("--submission", metavar="PATH", help="also write the submission here")
     p.add_argument("--tasks", metavar="IDS", help="comma-separated task ids, or N for the first N tasks")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

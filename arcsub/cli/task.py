@@ -24,7 +24,10 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
         "-o", "--out", dest="out_dir", required=True, metavar="OUT_DIR", help="folder for the outputs"
     )
     p.add_argument(
-        "--solutions", metavar="S", help="solutions JSON: print the metrics table and the Kaggle score"
+        "--solutions",
+        metavar="S",
+        help="solutions JSON: print the metrics table and the Kaggle score (without it: the test outputs "
+        "written inline in the tasks, where every task has them)",
     )
     p.add_argument(
         "--submission", metavar="PATH", help="also write the submission here (e.g. submission.json)"

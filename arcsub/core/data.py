@@ -360,6 +360,34 @@ def load_tasks(path: str | os.PathLike, solutions: str | os.PathLike | None = No
     return tasks
 
 
+def inline_solutions(tasks: Mapping[str, Task]) -> dict[str, list[Grid]] | None:
+    """The test outputs written inline in the tasks, when every test input of every task has one (ARC's own
+    per-task files and most ARC-like sets ship so); None otherwise. Only scoring reads them: the pipelines hide
+    them from training and prediction (hide_test_outputs)."""
+    if not tasks or not all(t.has_solutions for t in tasks.values()):
+        return None
+    return {tid: [p.output for p in t.test] for tid, t in tasks.items()}
+
+
+def holds_tasks(obj: Any) -> bool:
+    """A task, or a challenges-form mapping of task ids to tasks (a solutions file maps ids to grid lists)."""
+    if looks_like_task(obj):
+        return True
+    return isinstance(obj, dict) and bool(obj) and all(looks_like_task(v) for v in obj.values())
+
+
+def load_truth(path: str | os.PathLike) -> dict[str, list[Grid]]:
+    """The true test outputs: a Kaggle solutions file, or tasks that carry their test outputs inline (a task
+    file, a challenges-form file or a folder of task files), so an ARC-like set scores as it ships."""
+    p = Path(path)
+    if p.is_dir() or holds_tasks(read_json(p)):
+        truth = inline_solutions(load_tasks(p))
+        if truth is None:
+            raise ArcDataError(f"{p}: tasks without all their test outputs: not solutions")
+        return truth
+    return load_solutions(p)
+
+
 def load_solutions(path: str | os.PathLike, tasks: Mapping[str, Task] | None = None) -> dict[str, list[Grid]]:
     """Load a Kaggle solutions file as {task_id: [grid, ...]}, validated (against `tasks` if given)."""
     obj = read_json(path)

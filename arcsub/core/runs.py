@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arcsub.core.data import ArcDataError, Task, load_tasks, read_json, write_json_atomic
+from arcsub.core.data import ArcDataError, Pair, Task, load_tasks, read_json, write_json_atomic
 from arcsub.core.device import peak_gpu_memory_gb
 from arcsub.core.submission import build_submission, write_submission
 
@@ -90,13 +90,13 @@ def run_tasks(challenges: str | Path, task_ids: Sequence[str] | None) -> dict[st
 def finish_run(
     out: Path,
     tasks: dict[str, Task],
-    challenges: str | Path,
     solutions: str | Path | None,
     summary: dict[str, Any],
     t_start: float,
 ) -> dict[str, Any]:
     """The end of a competition run (either pipeline): merge the workers' predictions.*.json into
-    predictions.json, score submission.json when solutions are given, render report.html, write summary.json."""
+    predictions.json, score submission.json against its truth (run_truth: the solutions given, or the test
+    outputs written inline in the tasks), render report.html, write summary.json."""
     predictions: dict[str, Any] = {}
     for f in sorted(out.glob("predictions.*.json")):
         predictions.update(read_json(f))
@@ -105,17 +105,27 @@ def finish_run(
     from arcsub.core.viz import render_html
 
     report_tasks = tasks
-    if solutions is not None:
-        with_outputs = load_tasks(challenges, solutions)  # the report shows the truth beside the candidates
-        report_tasks = {t: with_outputs[t] for t in tasks}
-        truth = {t: [p.output for p in task.test] for t, task in report_tasks.items()}
+    truth = run_truth(tasks, solutions)
+    if truth is not None:
+        report_tasks = with_truth(tasks, truth)  # the report shows the truth beside the candidates
         sub = out / "submission.json"
         summary.update(score_against(truth, predictions, read_json(sub), sub))
+    # a run that predicted nothing (its time spent before the first chunk) still gets its report: the tasks
     summary["report"] = str(
-        render_html(report_tasks, predictions, out / "report.html", title=f"arcsub run {out.name}")
+        render_html(report_tasks, predictions or None, out / "report.html", title=f"arcsub run {out.name}")
     )
     write_json_atomic(out / "summary.json", summary, indent=2)
     return summary
+
+
+def with_truth(tasks: Mapping[str, Task], truth: Mapping[str, list[Any]]) -> dict[str, Task]:
+    """The tasks with their true test outputs filled in (for the report)."""
+    return {
+        t: Task(
+            t, task.train, [Pair(p.input, g) for p, g in zip(task.test, truth[t], strict=True)], task.meta
+        )
+        for t, task in tasks.items()
+    }
 
 
 def run_workers(target, shards: list[list[str]], args: tuple, out: Path, tasks: dict[str, Task]) -> None:
@@ -196,11 +206,15 @@ def data_label(challenges: str | Path) -> str:
     return f"{p.parent.name}-{stem}" if p.parent.name else stem
 
 
-def run_truth(tasks: Mapping[str, Task], solutions: str | Path) -> dict[str, list[Any]]:
-    """The solutions of `tasks` (others in the file are ignored): every task present, one grid per test input."""
-    from arcsub.core.data import load_solutions
+def run_truth(tasks: Mapping[str, Task], solutions: str | Path | None) -> dict[str, list[Any]] | None:
+    """The true outputs of `tasks` (others in the file are ignored): every task present, one grid per test
+    input. From `solutions` (a solutions file, or tasks with inline outputs: load_truth); without it from the
+    tasks themselves when they carry every test output inline; else None (the run is not scored)."""
+    from arcsub.core.data import inline_solutions, load_truth
 
-    truth = load_solutions(solutions)
+    if solutions is None:
+        return inline_solutions(tasks)
+    truth = load_truth(solutions)
     missing = [t for t in tasks if t not in truth]
     if missing:
         raise ArcDataError(f"{solutions}: task {missing[0]}: no solution ({len(missing)} task(s) missing)")
@@ -218,19 +232,22 @@ def check_run_inputs(
     solutions mismatch or an output path that is a folder must not cost the whole run."""
     from arcsub.core.data import check_output_path
 
-    if solutions is not None:
-        run_truth(tasks, solutions)
+    run_truth(tasks, solutions)
     for out in outputs:
         if out is not None:
             check_output_path(out)
 
 
 def score_run(
-    tasks: Mapping[str, Task], predictions: Predictions, submission: Mapping[str, Any], solutions: str | Path
+    tasks: Mapping[str, Task],
+    predictions: Predictions,
+    submission: Mapping[str, Any],
+    solutions: str | Path | None,
 ) -> dict[str, Any]:
-    """Kaggle score and candidate metrics of a run against a solutions file (every task must be in it), and
-    each task's score (score_against)."""
-    return score_against(run_truth(tasks, solutions), predictions, submission)
+    """Kaggle score and candidate metrics of a run against its truth (run_truth: every task must be there),
+    and each task's score (score_against); {} for a run with no truth to score against."""
+    truth = run_truth(tasks, solutions)
+    return {} if truth is None else score_against(truth, predictions, submission)
 
 
 def score_against(

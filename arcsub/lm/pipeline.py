@@ -164,4 +164,4 @@ def run_pipeline(
         "workers": n_workers,
         "stage_seconds": {k: round(v, 1) for k, v in times.items()},
     }
-    return finish_run(out, tasks, challenges, solutions, summary, t_start)
+    return finish_run(out, tasks, solutions, summary, t_start)

@@ -482,7 +482,7 @@ def run_pipeline(
         "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
     }
     summary["stage_seconds"]["predict"] = round(time.time() - t0 - sum(stages.values()), 1)
-    return finish_run(out, tasks, challenges, solutions, summary, t_start)
+    return finish_run(out, tasks, solutions, summary, t_start)
 
 
 def refine(cfg: TaskPipelineConfig, joint: TaskTrainConfig, model_dir: Path, gpus: int, until: float) -> Path:
@@ -548,4 +548,4 @@ def _run_per_task(
         "model": str(out / "per-task"),
         "stage_seconds": {"per_task": round(time.time() - t_start, 1)},
     }
-    return finish_run(out, tasks, challenges, solutions, summary, t_start)
+    return finish_run(out, tasks, solutions, summary, t_start)

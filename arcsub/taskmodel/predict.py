@@ -519,7 +519,6 @@ def run_task_predict(
         "stats": stats,
         "files": {k: str(v) for k, v in paths.items()},
     }
-    if solutions is not None:
-        summary.update(score_run(tasks, predictions, submission, solutions))
+    summary.update(score_run(tasks, predictions, submission, solutions))
     write_json_atomic(paths["run"], summary, indent=2)
     return summary
