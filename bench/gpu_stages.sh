@@ -25,6 +25,8 @@
 #   pool      task-predict of this run's model pooled with the runs named in $POOL (space-separated run folders
 #             under /tmp/w, e.g. earlier calls' TAG=s1 runs; --ensemble), $VIEWS views, then bench/task_overlap.py
 #             over the single runs' and the pooled run files
+#   KEEP_PREDS=1: predict and pool also bring back their predictions file, xz-compressed (~1 MB), for the offline
+#             tools (bench/near_misses.py, bench/ensemble_members.py); off by default: a call returns at most 8 files
 #   pack      the trained task model in bf16 (tools/export_model.py: ~58 MB for base) as 15 MiB parts in OUT_DIR,
 #             so it outlives the machine (the device returns at most 8 files of 16 MiB): `cat OUT/RUN-model.tar.part-*
 #             | tar xf -` restores model/ (in bf16: ready to commit under models/, or to predict from here)
@@ -37,6 +39,7 @@ has() { [[ ",$stages," == *",$1,"* ]]; }
 left() { echo $(( limit - ($(date +%s) - t0) - 10 )); }
 # a prediction needs ~60-150 s on 120 ARC-AGI-2 tasks: one that cannot finish before LIMIT is skipped with a
 # line, so the call returns (the model stays in /tmp/w: run the stage again) instead of running out mid-way
+keep_preds() { [ -z "${KEEP_PREDS:-}" ] || xz -T4 -c $1/predictions__*.json > "$out/$2-predictions.json.xz"; }
 room() { [ "$(left)" -ge "${PREDICT_S:-90}" ] || { echo "$1: $(left) s left before LIMIT, under PREDICT_S=${PREDICT_S:-90}: skipped, run it again"; return 1; }; }
 if has pipe; then
   $a dry-run --tasks 100 --first -o $w/pipe$n --json workers=0 ttft.steps=32 ttft.seq_len=2048 ttft.max_len=2048 \
@@ -72,7 +75,7 @@ fi
 if has predict && [ -f $w/$run/model/config.json ] && room predict; then
   $a task-predict $w/$run/model $ev -o $w/tp-$run-v$views --config configs/task-predict.yaml views=$views \
     --solutions $evs --quiet | tail -n 8
-  cp $w/tp-$run-v$views/run__*.json "$out/"
+  cp $w/tp-$run-v$views/run__*.json "$out/"; keep_preds $w/tp-$run-v$views $run-v$views
 fi
 sel=${SELECT:-tp}
 if has select && [ -d $w/$sel-$run-v$views ]; then
@@ -88,7 +91,7 @@ if has pool && [ -f $w/$run/model/config.json ] && room pool; then
   extra=(); for r in ${POOL:-}; do extra+=(--ensemble "$w/$r/model"); done
   $a task-predict $w/$run/model $ev -o $w/pool-$run-v$views "${extra[@]}" --config configs/task-predict.yaml \
     views=$views --solutions $evs --quiet | tail -n 3
-  cp $w/pool-$run-v$views/run__*.json "$out/pool-$run-v$views.json"
+  cp $w/pool-$run-v$views/run__*.json "$out/pool-$run-v$views.json"; keep_preds $w/pool-$run-v$views pool-$run-v$views
   python bench/task_overlap.py $w/tp-*-v$views/run__*.json "$out/pool-$run-v$views.json" -o "$out/overlap-$run.json"
 fi
 if has pack && [ -f $w/$run/model/config.json ]; then
