@@ -69,6 +69,26 @@ def test_a_folder_of_compressed_single_tasks_loads_by_id(arc1_train, tmp_path):
     assert sorted(load_tasks(tmp_path)) == sorted(challenges)
 
 
+def test_a_folder_of_concept_subfolders_loads_and_a_repeated_name_is_one_line(arc1_eval, tmp_path, run_cli):
+    """ARC-like sets group task files in subfolders (ConceptARC: one per concept), outputs inline."""
+    challenges, _ = real_slice(arc1_eval, 3)
+    ids = sorted(challenges)
+    for i, tid in enumerate(ids):
+        (tmp_path / "set" / f"concept{i % 2}").mkdir(parents=True, exist_ok=True)
+        task = arc1_eval[tid].to_json(with_test_outputs=True)
+        (tmp_path / "set" / f"concept{i % 2}" / f"{tid}.json").write_text(json.dumps(task))
+    tasks = load_tasks(tmp_path / "set")
+    assert sorted(tasks) == ids and all(t.has_solutions for t in tasks.values())
+    res = run_cli("validate", tmp_path / "set")
+    assert res.rc == 0 and "task folder, 3 tasks" in res.out
+    again = tmp_path / "set" / "concept1" / f"{ids[0]}.json"
+    again.write_text(json.dumps(challenges[ids[0]]))
+    with pytest.raises(ArcDataError, match=f"task id {ids[0]} again"):
+        load_tasks(tmp_path / "set")
+    res = run_cli("validate", tmp_path / "set")
+    assert res.rc == 2 and len(res.err_lines) == 1 and str(again) in res.err
+
+
 @pytest.mark.parametrize("suffix", [".xz", ".gz"])
 def test_a_corrupt_or_truncated_compressed_file_is_one_line_naming_it(arc1_train, tmp_path, suffix):
     challenges, _ = real_slice(arc1_train, 2)

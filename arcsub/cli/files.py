@@ -168,7 +168,9 @@ def detect_kind(obj: Any) -> str:
 
 def _add_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "file", help="a challenges, solutions, submission or predictions JSON file (kind detected)"
+        "file",
+        help="a challenges, solutions, submission or predictions JSON file (kind detected), or a folder of task "
+        "files",
     )
     p.add_argument(
         "--challenges", metavar="C", help="challenges file that FILE must match (same ids and counts)"
@@ -180,14 +182,14 @@ def _run_validate(args: argparse.Namespace) -> int:
     from arcsub.core.submission import validate_submission
 
     path = args.file
-    obj = read_json(path)
+    obj = None if Path(path).is_dir() else read_json(path)
     try:
-        kind = detect_kind(obj)
+        kind = "task folder" if obj is None else detect_kind(obj)
     except ArcDataError as e:
         raise ArcDataError(f"{path}: {e}") from None
     ref: dict[str, Task] | None = load_tasks(args.challenges) if args.challenges else None
     against = f", matches {args.challenges}" if ref is not None else ""
-    if kind in ("task", "challenges"):
+    if kind in ("task", "challenges", "task folder"):
         tasks = load_tasks(path)
         if ref is not None:
             missing = [t for t in ref if t not in tasks]

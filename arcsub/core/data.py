@@ -324,8 +324,29 @@ def looks_like_task(obj: Any) -> bool:
     return isinstance(obj, dict) and "train" in obj and "test" in obj
 
 
+def load_task_folder(folder: Path) -> dict[str, Task]:
+    """Every task file below `folder`, subfolders included (ARC-like sets group tasks so: ConceptARC one folder
+    per concept), each named by its file's stem; two files of one name are refused, naming both."""
+    files = sorted(f for f in folder.rglob("*") if f.is_file() and is_json_file(f))
+    if not files:
+        raise ArcDataError(f"{folder}: folder holds no .json (.json.xz, .json.gz) task files")
+    tasks: dict[str, Task] = {}
+    where: dict[str, Path] = {}
+    for f in files:
+        tid = json_stem(f)
+        if tid in where:
+            raise ArcDataError(
+                f"{f}: task id {tid} again (also {where[tid]}): task file names must be unique"
+            )
+        obj = read_json(f)
+        if not looks_like_task(obj):
+            raise ArcDataError(f"{f}: not an ARC task (no 'train' and 'test')")
+        tasks[tid], where[tid] = parse_task(tid, obj, f), f
+    return tasks
+
+
 def load_tasks(path: str | os.PathLike, solutions: str | os.PathLike | None = None) -> dict[str, Task]:
-    """Load tasks from a Kaggle challenges file, a single-task ARC JSON file, or a folder of them.
+    """Load tasks from a Kaggle challenges file, a single-task ARC JSON file, or a folder of them (load_task_folder).
 
     `solutions` (a Kaggle solutions file) fills the test outputs. A Kaggle challenges file named
     `*_challenges.json` picks up its sibling `*_solutions.json` only when asked (`solutions="auto"`); a
@@ -333,15 +354,7 @@ def load_tasks(path: str | os.PathLike, solutions: str | os.PathLike | None = No
     """
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and is_json_file(f))
-        if not files:
-            raise ArcDataError(f"{p}: folder holds no .json (.json.xz, .json.gz) task files")
-        tasks: dict[str, Task] = {}
-        for f in files:
-            obj = read_json(f)
-            if not looks_like_task(obj):
-                raise ArcDataError(f"{f}: not an ARC task (no 'train' and 'test')")
-            tasks[json_stem(f)] = parse_task(json_stem(f), obj, f)
+        tasks = load_task_folder(p)
     else:
         obj = read_json(p)
         if looks_like_task(obj):
