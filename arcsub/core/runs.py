@@ -110,7 +110,7 @@ def finish_run(
         report_tasks = with_truth(tasks, truth)  # the report shows the truth beside the candidates
         sub = out / "submission.json"
         summary.update(score_against(truth, predictions, read_json(sub), sub))
-    # a run that predicted nothing (its time spent before the first chunk) still gets its report: the tasks
+    # a run that predicted nothing (its time spent before the first chunk) still gets a report of its tasks
     summary["report"] = str(
         render_html(report_tasks, predictions or None, out / "report.html", title=f"arcsub run {out.name}")
     )
