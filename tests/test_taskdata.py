@@ -166,3 +166,65 @@ def test_scale_augmentation_upscales_both_grids_alike_within_30_cells(data_root)
     cfg = load_config(TaskTrainConfig, CONFIGS / "task-transductive-arc2.yaml", ["data.scale=1.5"])
     with pytest.raises(ArcDataError, match="data.scale is a chance"):
         check_config(cfg)
+
+
+def test_input_loss_learns_inputs_and_test_inputs_come_alone_without_their_outputs(data_root, tmp_path):
+    """data.input_loss=1 labels every pair's input grid too (logged as "inputs", so a source's own loss stays
+    its loss on outputs); data.test_input_weight adds the test tasks' test inputs as [bos] input [sep]
+    sequences, input labelled, never their outputs (here written inline in the file, as ARC's per-task files
+    do); at 0 neither draws a random number, so older data streams stay exactly as they were."""
+    import numpy as np
+
+    from arcsub.core.data import grids_equal, load_tasks
+    from arcsub.taskmodel.data import IGNORE, SEP, SOURCES, TaskIndex, chance, decode_grid, make_batch
+
+    tasks = read_json(resolve_path(A2_EVAL))
+    solutions = read_json(resolve_path(A2_EVAL.replace("challenges", "solutions")))
+    ids = sorted(tasks)[:6]
+    inline = {
+        t: {
+            **tasks[t],
+            "test": [{**p, "output": o} for p, o in zip(tasks[t]["test"], solutions[t], strict=True)],
+        }
+        for t in ids
+    }
+    test_file = tmp_path / "t_challenges.json"
+    test_file.write_text(json.dumps(inline))
+    train = "data:arc-agi-1/arc-agi_training_challenges.json"
+    data = TaskDataSettings(
+        challenges=[train], ttt_challenges=[str(test_file)], input_loss=1.0, test_input_weight=1.0
+    )
+    source = PairSource(data)
+    index = TaskIndex(source.task_ids)
+    test_inputs = {t: [p.input for p in task.test] for t, task in load_tasks(test_file).items()}
+    batch = make_batch(source, index, seed=0, step=0, rank=0, rows=4, seq_len=4096)
+    seen = {s.source for _, _, s in batch.placed}
+    assert {"arc", "ttt", "test-inputs"} <= seen
+    for r, start, s in batch.placed:
+        labels = batch.labels[r, start : start + len(s.ids)].numpy()
+        sources = batch.source_ids[r, start : start + len(s.ids)].numpy()
+        sep = int(np.flatnonzero(s.ids == SEP)[0])
+        assert s.input_target and labels[0] == IGNORE and (labels[1:] == s.ids[1:]).all()
+        if s.source == "test-inputs":
+            assert sep == len(s.ids) - 1  # the input alone: no output, no eos
+            shown = decode_grid(s.ids[1:sep])
+            raw = test_inputs[s.task_id][s.pair_index]
+            assert grids_equal(shown, s.view.apply_grid(raw))
+            assert (sources == SOURCES.index("test-inputs")).all()
+        else:
+            assert (sources[: sep + 1] == SOURCES.index("inputs")).all()
+            assert (sources[sep + 1 :] == SOURCES.index(s.source)).all()
+    plain = PairSource(dataclasses.replace(data, input_loss=0.0, test_input_weight=0.0))
+    assert [name for name, _ in plain.sources] == ["arc", "ttt"]  # the source weights of before
+    old = make_batch(plain, index, seed=0, step=0, rank=0, rows=4, seq_len=4096)
+    assert not any(s.input_target or s.source == "test-inputs" for _, _, s in old.placed)
+    assert all(
+        (old.labels[r, start : start + 1 + int(np.flatnonzero(s.ids == SEP)[0])] == IGNORE).all()
+        for r, start, s in old.placed
+    )
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert not chance(rng, 0.0) and rng.bit_generator.state == state  # no draw when off
+    cfg = load_config(TaskTrainConfig, CONFIGS / "task-transductive-arc2.yaml", ["data.input_loss=2"])
+    with pytest.raises(ArcDataError, match="data.input_loss is a chance"):
+        check_config(cfg)

@@ -140,7 +140,8 @@ class Augmentation:
             return None
         return np.take(self._inv_lut, d8_apply(grid, d8_inverse(self.d8)))
 
-    def _pair(self, p: Pair) -> Pair:
+    def apply_pair(self, p: Pair) -> Pair:
+        """Both grids of a pair (a pair without an output stays without one)."""
         return Pair(self.apply_grid(p.input), None if p.output is None else self.apply_grid(p.output))
 
     def apply(self, task: Task) -> Task:
@@ -154,8 +155,8 @@ class Augmentation:
             )
         return Task(
             id=task.id,
-            train=[self._pair(task.train[i]) for i in order],
-            test=[self._pair(p) for p in task.test],
+            train=[self.apply_pair(task.train[i]) for i in order],
+            test=[self.apply_pair(p) for p in task.test],
             meta=dict(task.meta),
         )
 

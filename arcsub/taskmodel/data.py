@@ -84,11 +84,11 @@ def decode_grid(tokens: Sequence[int] | np.ndarray) -> Grid | None:
     return _ROWS.decode("".join(COMPACT_CHARS[t] for t in ids))
 
 
-def label_mask(ids: np.ndarray) -> np.ndarray:
-    """True on the tokens the model learns to predict: every output token and the eos (after the sep)."""
-    sep = int(np.flatnonzero(ids == SEP)[0])
+def label_mask(ids: np.ndarray, with_input: bool = False) -> np.ndarray:
+    """True on the tokens the model learns to predict: every output token and the eos (after the sep); with
+    `with_input` also the input grid's tokens and the sep that ends it (everything after the bos)."""
     mask = np.zeros(len(ids), dtype=bool)
-    mask[sep + 1 :] = True
+    mask[1 if with_input else int(np.flatnonzero(ids == SEP)[0]) + 1 :] = True
     return mask
 
 
@@ -243,10 +243,19 @@ class TaskDataSettings:
     # chance that a training sample is scaled up (both grids, each cell a k x k block, k from 2 to what fits in
     # 30 x 30; scale_factor): VARC's resolution augmentation; prediction stays at scale 1
     scale: float = added_field(default=0.0)
+    # self-supervised input modelling (mdlARC's first "compression" recipe): the chance that a sample's input
+    # grid is learned too (its tokens get labels; the output's always do), and the source weight of the test
+    # tasks' test inputs, learned as input grids alone (never an output: none is read). Why: ARC-AGI-2's test
+    # inputs are often larger or busier than every demonstration; a task row that has modelled them has seen
+    # the grids it must answer. 0: off, no random draw (older data streams stay as they were)
+    input_loss: float = added_field(default=0.0)
+    test_input_weight: float = added_field(default=0.0)
 
 
 TRAINING_SOURCES = ("arc", "re-arc", "generated")  # what the guard checks: every source with test outputs
-SOURCES = (*TRAINING_SOURCES, "ttt")  # a batch's per-token source ids index this (the log's loss by source)
+# a batch's per-token source ids index this (the log's loss by source); "inputs" marks the input-grid labels of
+# any source's pairs (data.input_loss), so each source's own loss stays the loss on outputs
+SOURCES = (*TRAINING_SOURCES, "ttt", "test-inputs", "inputs")
 
 
 @dataclass
@@ -270,6 +279,7 @@ class Sample:
     task_id: str
     pair_index: int
     scale: int = 1
+    input_target: bool = False  # the input grid's tokens are labelled too (data.input_loss, test inputs)
 
 
 def _training_sets(path: Path) -> list[PairSet]:
@@ -294,6 +304,15 @@ def _ttt_sets(path: Path) -> list[PairSet]:
     return [
         PairSet(t.id, list(t.train), free_colours(task_pairs_for_views(t))) for t in load_tasks(path).values()
     ]
+
+
+def _test_input_sets(path: Path) -> list[PairSet]:
+    """Test tasks' test inputs as pairs without outputs (the test outputs are never loaded)."""
+    sets = []
+    for t in load_tasks(path).values():
+        free = free_colours(task_pairs_for_views(t))
+        sets.append(PairSet(t.id, [Pair(p.input) for p in t.test], free, str(path)))
+    return sets
 
 
 def _re_arc_sets(folder: Path) -> list[PairSet]:
@@ -372,6 +391,9 @@ class PairSource:
             "re-arc": _re_arc_sets(resolve_path(data.re_arc)) if data.re_arc else [],
             "generated": [s for g in data.generated for s in _generated_sets(resolve_path(g))],
             "ttt": [s for c in data.ttt_challenges for s in _ttt_sets(resolve_path(c))],
+            "test-inputs": [s for c in data.ttt_challenges for s in _test_input_sets(resolve_path(c))]
+            if data.test_input_weight > 0
+            else [],
         }
         banned = {tid: f"a held-out task of {c}" for tid, c in _holdout_ids(data.holdout).items()}
         banned |= {
@@ -394,6 +416,7 @@ class PairSource:
             "re-arc": data.re_arc_weight,
             "generated": data.generated_weight,
             "ttt": data.ttt_weight,
+            "test-inputs": data.test_input_weight,
         }
         self.sources = [(name, [s for s in sets if s.pairs]) for name, sets in loaded.items()]
         self.sources = [(n, sets) for n, sets in self.sources if sets and weights[n] > 0]
@@ -406,21 +429,31 @@ class PairSource:
 
     def sample(self, rng: np.random.Generator, index: TaskIndex) -> Sample:
         """A source by weight, a task uniformly, a pair uniformly, then a fresh random view of it (scaled up
-        with chance data.scale)."""
+        with chance data.scale; its input learned too with chance data.input_loss). A test input comes alone."""
         name, sets = self.sources[int(rng.choice(len(self.sources), p=self.probs))]
         s = sets[int(rng.integers(len(sets)))]
         i = int(rng.integers(len(s.pairs)))
         view = random_view(rng, s.free, self.data.d8, self.data.colours)
-        pair = Pair(view.apply_grid(s.pairs[i].input), view.apply_grid(s.pairs[i].output))
-        k = scale_factor(rng, self.data.scale, pair.input, pair.output)
+        pair = view.apply_pair(s.pairs[i])
+        grids = [g for g in (pair.input, pair.output) if g is not None]
+        k = scale_factor(rng, self.data.scale, *grids)
         if k > 1:
-            scaled = Pair(upscale(pair.input, k), upscale(pair.output, k))
+            scaled = Pair(upscale(pair.input, k), None if pair.output is None else upscale(pair.output, k))
             pair, k = (scaled, k) if _pair_tokens(scaled) <= self.max_tokens else (pair, 1)
-        return Sample(encode_pair(pair.input, pair.output), index.row(s.task_id), view, name, s.task_id, i, k)
+        learn_input = pair.output is None or chance(rng, self.data.input_loss)
+        ids = encode_pair(pair.input, pair.output)
+        return Sample(ids, index.row(s.task_id), view, name, s.task_id, i, k, learn_input)
+
+
+def chance(rng: np.random.Generator, p: float) -> bool:
+    """True with probability p; no draw at p <= 0 (so a setting that is off leaves the data stream as it was)."""
+    return p > 0 and rng.random() < p
 
 
 def _pair_tokens(p: Pair) -> int:
-    return p.input.shape[0] * (p.input.shape[1] + 1) + p.output.shape[0] * (p.output.shape[1] + 1) + 3
+    """encode_pair's length: bos, the input rows with their newlines, sep, then the output's and eos."""
+    rows = p.input.shape[0] * (p.input.shape[1] + 1) + 2
+    return rows if p.output is None else rows + p.output.shape[0] * (p.output.shape[1] + 1) + 1
 
 
 def check_no_leak(training: Sequence[PairSet], test: Sequence[PairSet]) -> None:
@@ -492,11 +525,20 @@ def make_batch(
     for r, start, s in placed:
         end = start + len(s.ids)
         ids[r, start:end] = s.ids
-        labels[r, start:end] = np.where(label_mask(s.ids), s.ids, IGNORE)
+        labels[r, start:end] = np.where(label_mask(s.ids, s.input_target), s.ids, IGNORE)
         tasks[r, start:end] = s.task_row
         views[r, start:end] = s.view.d8
-        sources[r, start:end] = SOURCES.index(s.source)
+        sources[r, start:end] = token_sources(s)
     return TaskBatch(*(torch.from_numpy(a) for a in (ids, labels, tasks, views, sources)), placed)
+
+
+def token_sources(s: Sample) -> np.ndarray:
+    """Each token's index into SOURCES: the sample's source, and "inputs" on the input grid's tokens of a
+    pair whose input is learned too, so a source's logged loss stays its loss on outputs."""
+    out = np.full(len(s.ids), SOURCES.index(s.source), dtype=np.int64)
+    if s.input_target and s.source != "test-inputs":
+        out[: int(np.flatnonzero(s.ids == SEP)[0]) + 1] = SOURCES.index("inputs")
+    return out
 
 
 class TaskStepBatches(torch.utils.data.IterableDataset):

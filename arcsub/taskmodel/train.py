@@ -154,6 +154,10 @@ def check_config(cfg: TaskTrainConfig) -> None:
         raise ArcDataError("config: steps, rows and grad_accum must be at least 1")
     if not 0 <= cfg.data.scale <= 1:
         raise ArcDataError("config: data.scale is a chance, in [0, 1]")
+    if not 0 <= cfg.data.input_loss <= 1:
+        raise ArcDataError("config: data.input_loss is a chance, in [0, 1]")
+    if cfg.data.test_input_weight < 0:
+        raise ArcDataError("config: data.test_input_weight is a source weight, 0 or more")
 
 
 def check_same_run(run: Path, cfg: TaskTrainConfig) -> None:
