@@ -81,7 +81,7 @@ def test_new_settings_keep_old_run_names_and_match_old_run_folders(tmp_path):
     cfg = load_config(TaskTrainConfig, CONFIGS / "task-transductive-arc2.yaml", ["name="])
     assert run_name(cfg) == "task-transductive__base__100000st__e20f8a52"  # its name before the new keys
     saved = to_dict(cfg)
-    for key in ("generated", "generated_weight", "holdout"):
+    for key in ("generated", "generated_weight", "holdout", "scale", "input_loss", "test_input_weight"):
         del saved["data"][key]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     check_same_run(tmp_path, cfg)  # a run written before the keys existed is the same run
