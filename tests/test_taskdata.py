@@ -176,7 +176,7 @@ def test_input_loss_learns_inputs_and_test_inputs_come_alone_without_their_outpu
     import numpy as np
 
     from arcsub.core.data import grids_equal, load_tasks
-    from arcsub.taskmodel.data import IGNORE, SEP, SOURCES, TaskIndex, chance, decode_grid, make_batch
+    from arcsub.taskmodel.data import IGNORE, SEP, SOURCES, TaskIndex, chance_of, decode_grid, make_batch
 
     tasks = read_json(resolve_path(A2_EVAL))
     solutions = read_json(resolve_path(A2_EVAL.replace("challenges", "solutions")))
@@ -224,7 +224,7 @@ def test_input_loss_learns_inputs_and_test_inputs_come_alone_without_their_outpu
     )
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
-    assert not chance(rng, 0.0) and rng.bit_generator.state == state  # no draw when off
+    assert not chance_of(rng, 0.0) and rng.bit_generator.state == state  # no draw when off
     cfg = load_config(TaskTrainConfig, CONFIGS / "task-transductive-arc2.yaml", ["data.input_loss=2"])
     with pytest.raises(ArcDataError, match="data.input_loss is a chance"):
         check_config(cfg)

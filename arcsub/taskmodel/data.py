@@ -177,7 +177,7 @@ def scale_factor(rng: np.random.Generator, chance: float, *grids: Grid) -> int:
 
     Why (VARC's resolution augmentation): the same rule at another resolution is more distinct data for a
     model that memorises the few pairs a task has; both grids are scaled alike, so most rules still hold."""
-    if chance <= 0 or rng.random() >= chance:
+    if not chance_of(rng, chance):
         return 1
     largest = MAX_SIDE // max(max(g.shape) for g in grids)
     return int(rng.integers(2, largest + 1)) if largest >= 2 else 1
@@ -299,20 +299,15 @@ def task_pairs_for_views(task: Task) -> list[Pair]:
     return task.train + [Pair(p.input) for p in task.test]
 
 
-def _ttt_sets(path: Path) -> list[PairSet]:
-    """Test tasks: demonstration pairs only (never a test output, even one written inline in the file)."""
-    return [
-        PairSet(t.id, list(t.train), free_colours(task_pairs_for_views(t))) for t in load_tasks(path).values()
-    ]
-
-
-def _test_input_sets(path: Path) -> list[PairSet]:
-    """Test tasks' test inputs as pairs without outputs (the test outputs are never loaded)."""
-    sets = []
+def _test_task_sets(path: Path) -> tuple[list[PairSet], list[PairSet]]:
+    """Test tasks, loaded once: their demonstration pairs, and their test inputs as pairs without outputs (never
+    a test output, even one written inline in the file). Both share the task's free colours."""
+    demos, inputs = [], []
     for t in load_tasks(path).values():
         free = free_colours(task_pairs_for_views(t))
-        sets.append(PairSet(t.id, [Pair(p.input) for p in t.test], free, str(path)))
-    return sets
+        demos.append(PairSet(t.id, list(t.train), free))
+        inputs.append(PairSet(t.id, [Pair(p.input) for p in t.test], free, str(path)))
+    return demos, inputs
 
 
 def _re_arc_sets(folder: Path) -> list[PairSet]:
@@ -390,11 +385,12 @@ class PairSource:
             "arc": [s for c in data.challenges for s in _training_sets(resolve_path(c))],
             "re-arc": _re_arc_sets(resolve_path(data.re_arc)) if data.re_arc else [],
             "generated": [s for g in data.generated for s in _generated_sets(resolve_path(g))],
-            "ttt": [s for c in data.ttt_challenges for s in _ttt_sets(resolve_path(c))],
-            "test-inputs": [s for c in data.ttt_challenges for s in _test_input_sets(resolve_path(c))]
-            if data.test_input_weight > 0
-            else [],
         }
+        test_sets = [_test_task_sets(resolve_path(c)) for c in data.ttt_challenges]
+        loaded["ttt"] = [s for demos, _ in test_sets for s in demos]
+        loaded["test-inputs"] = (
+            [s for _, inputs in test_sets for s in inputs] if data.test_input_weight > 0 else []
+        )
         banned = {tid: f"a held-out task of {c}" for tid, c in _holdout_ids(data.holdout).items()}
         banned |= {
             s.task_id: "a test-time task; its test outputs would leak into training" for s in loaded["ttt"]
@@ -440,12 +436,12 @@ class PairSource:
         if k > 1:
             scaled = Pair(upscale(pair.input, k), None if pair.output is None else upscale(pair.output, k))
             pair, k = (scaled, k) if _pair_tokens(scaled) <= self.max_tokens else (pair, 1)
-        learn_input = pair.output is None or chance(rng, self.data.input_loss)
+        learn_input = pair.output is None or chance_of(rng, self.data.input_loss)
         ids = encode_pair(pair.input, pair.output)
         return Sample(ids, index.row(s.task_id), view, name, s.task_id, i, k, learn_input)
 
 
-def chance(rng: np.random.Generator, p: float) -> bool:
+def chance_of(rng: np.random.Generator, p: float) -> bool:
     """True with probability p; no draw at p <= 0 (so a setting that is off leaves the data stream as it was)."""
     return p > 0 and rng.random() < p
 
