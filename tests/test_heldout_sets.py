@@ -1,0 +1,83 @@
+"""bench/heldout_sets.py: held-out ARC-like sets gathered from their clones' layouts into one scorable folder,
+and a run's score per set. The clones are laid out here from real ARC-AGI-1 training tasks (the sets
+themselves are not in ../shared)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from bench_scripts import bench_module
+
+from arcsub.core.data import inline_solutions, load_tasks, read_json
+
+
+@pytest.fixture
+def real_tasks(data_root) -> dict[str, dict]:
+    """Twelve real ARC-AGI-1 training tasks with their test outputs inline, as ARC-like sets ship."""
+    d = data_root / "arc-agi-1"
+    ch = read_json(d / "arc-agi_training_challenges.json")
+    sol = read_json(d / "arc-agi_training_solutions.json")
+    ids = sorted(ch)[:12]
+    for t in ids:
+        for pair, out in zip(ch[t]["test"], sol[t], strict=True):
+            pair["output"] = out
+    return {t: ch[t] for t in ids}
+
+
+def write(path: Path, task: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(task))
+
+
+def clones(root: Path, tasks: dict[str, dict]) -> dict[str, Path]:
+    """Three clones in the sets' own layouts: ConceptARC corpus/<concept>/, MiniARC data/MiniARC/, 1D-ARC
+    dataset/<concept>/<concept>_<n>.json (12 of one concept, to check the natural-order cut)."""
+    t = list(tasks.values())
+    write(root / "c" / "corpus" / "Copy" / "Copy1.json", t[0])
+    write(root / "c" / "corpus" / "Count" / "Count1.json", t[1])
+    write(root / "m" / "data" / "MiniARC" / "mini_a.json", t[2])
+    too_wide = {
+        "train": [{"input": [[0] * 31], "output": [[0]]}],
+        "test": [{"input": [[0]], "output": [[0]]}],
+    }
+    write(root / "m" / "data" / "MiniARC" / "mini_wide.json", too_wide)
+    for n in range(12):
+        write(root / "d" / "dataset" / "1d_fill" / f"1d_fill_{n}.json", t[n % len(t)])
+    return {"c": root / "c", "m": root / "m", "d": root / "d"}
+
+
+def test_build_gathers_the_sets_into_one_scorable_folder(real_tasks, tmp_path):
+    hs = bench_module("heldout_sets")
+    src = clones(tmp_path / "src", real_tasks)
+    out = tmp_path / "heldout"
+    argv = ["build", "--conceptarc", str(src["c"]), "--miniarc", str(src["m"]), "--1d-arc", str(src["d"])]
+    assert hs.main([*argv, "--per-concept", "3", "-o", str(out)]) == 0
+    manifest = read_json(out / "manifest.json")
+    assert manifest["ConceptARC"]["tasks"] == ["Copy1", "Count1"]
+    assert manifest["MiniARC"]["tasks"] == ["mini_a"]  # the 31-wide task is left out
+    assert manifest["1D-ARC"]["tasks"] == ["1d_fill_0", "1d_fill_1", "1d_fill_2"]  # natural order, not _10
+    assert manifest["1D-ARC"]["licence"] == "MIT"
+    tasks = load_tasks(out / "tasks")
+    assert sorted(tasks) == sorted(t for e in manifest.values() for t in e["tasks"])
+    assert inline_solutions(tasks) is not None  # scorable with no solutions file
+
+
+def test_a_clone_of_the_wrong_layout_is_one_clear_error(real_tasks, tmp_path, capsys):
+    hs = bench_module("heldout_sets")
+    src = clones(tmp_path / "src", real_tasks)
+    assert hs.main(["build", "--conceptarc", str(src["m"]), "-o", str(tmp_path / "o")]) == 2
+    assert "no corpus/*/*.json: not a clone of this set" in capsys.readouterr().err
+
+
+def test_scores_are_per_set_means_and_a_missing_task_is_refused(tmp_path, capsys):
+    hs = bench_module("heldout_sets")
+    manifest = {"A": {"tasks": ["a1", "a2"]}, "B": {"tasks": ["b1"]}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    run = tmp_path / "r1" / "summary.json"
+    write(run, {"task_scores": {"a1": 1.0, "a2": 0.5, "b1": 0.0}})
+    assert hs.main(["scores", str(tmp_path), str(run), "-o", str(tmp_path / "sets.json")]) == 0
+    assert read_json(tmp_path / "sets.json") == {"A": {str(run): 0.75}, "B": {str(run): 0.0}}
+    assert "A (2 tasks): r1 0.7500" in capsys.readouterr().out
+    write(run, {"task_scores": {"a1": 1.0, "b1": 0.0}})
+    assert hs.main(["scores", str(tmp_path), str(run)]) == 2
+    assert "no score for 1 A tasks (e.g. a2)" in capsys.readouterr().err
