@@ -81,3 +81,19 @@ def test_scores_are_per_set_means_and_a_missing_task_is_refused(tmp_path, capsys
     write(run, {"task_scores": {"a1": 1.0, "b1": 0.0}})
     assert hs.main(["scores", str(tmp_path), str(run)]) == 2
     assert "no score for 1 A tasks (e.g. a2)" in capsys.readouterr().err
+
+
+def test_the_kept_heldout_runs_score_per_set_as_recorded(tmp_path):
+    """The two lanes of docs/experiments/heldout-h100: per-set scores from their task scores and the manifest
+    match the kept table, and each set's tasks are all scored (379 in all)."""
+    hs = bench_module("heldout_sets")
+    kept = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "heldout-h100"
+    runs = [str(kept / lane / "summary.json") for lane in ("recipe", "noscale")]
+    out = tmp_path / "sets.json"
+    assert hs.main(["scores", str(kept), *runs, "-o", str(out)]) == 0
+    table, recorded = read_json(out), read_json(kept / "sets.json")
+    assert sum(len(e["tasks"]) for e in read_json(kept / "manifest.json").values()) == 379
+    for name in ("ConceptARC", "MiniARC", "1D-ARC"):
+        got = {Path(r).parent.name: v for r, v in table[name].items()}
+        want = {Path(r).parent.name: v for r, v in recorded[name].items()}
+        assert got == pytest.approx(want) and 0 < got["recipe"] < 1

@@ -28,7 +28,7 @@ def seconds_or_unknown(value: object) -> bool:
 def test_every_record_has_the_fields_with_comparable_values(index):
     record = RECORDS[index]
     assert [f for f in FIELDS if f not in record] == []
-    assert record["set"] in {"arc-agi-1-evaluation", "arc-agi-2-evaluation"}
+    assert record["set"] in {"arc-agi-1-evaluation", "arc-agi-2-evaluation", "heldout-arc-like"}
     assert isinstance(record["tasks"], int) and record["tasks"] > 0
     assert isinstance(record["score"], (int, float)) and 0.0 <= record["score"] <= 1.0
     assert fraction_or_unknown(record["pass_n"])
