@@ -72,6 +72,8 @@ def pick(root: Path, pattern: str, per_folder: int | None) -> list[Path]:
 def build(clones: dict[str, Path], out: Path, per_concept: int) -> dict:
     """Copy each set's picked tasks to out/tasks/<set>/ and write out/manifest.json (beside, not inside, the
     task folder, which must hold only tasks); ids must be unique across sets."""
+    if (out / "tasks").exists() or (out / "manifest.json").exists():
+        raise ArcDataError(f"{out}: holds an earlier build: name a new folder (a build never mixes into one)")
     manifest, seen = {}, {}
     for name, root in clones.items():
         source, licence, pattern = SOURCES[name]

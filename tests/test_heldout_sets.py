@@ -60,6 +60,7 @@ def test_build_gathers_the_sets_into_one_scorable_folder(real_tasks, tmp_path):
     tasks = load_tasks(out / "tasks")
     assert sorted(tasks) == sorted(t for e in manifest.values() for t in e["tasks"])
     assert inline_solutions(tasks) is not None  # scorable with no solutions file
+    assert hs.main([*argv, "-o", str(out)]) == 2  # never mixed into an earlier build
 
 
 def test_a_clone_of_the_wrong_layout_is_one_clear_error(real_tasks, tmp_path, capsys):
