@@ -5,7 +5,8 @@
 # (ARCSUB_GPU_MEMORY_GB, default 60) so that two predictions fit on one card beside each other.
 # Usage: bench/dry_run_lanes.sh OUT_DIR SET TASKS LANE ...   LANE is NAME[:OVERRIDES], OVERRIDES comma-separated
 # key=value for the pipeline; $CONFIG (default configs/task-pipeline-arc2.yaml; empty: none) and $ARGS (e.g.
-# "time_budget=480") apply to every lane.
+# "time_budget=480") apply to every lane. SET is a folder of $ARCSUB_DATA (its evaluation file is scored) or a
+# folder of task files with their test outputs inline (an ARC-like set, scored against those: bench/heldout_sets.py).
 #   bench/dry_run_lanes.sh OUT arc-agi-2 120 base refine:refine_share=0.25
 # Writes OUT/NAME/ (the run folder: summary.json, logs), OUT/NAME.log and OUT/lanes.json (the summaries).
 # ENSEMBLE=1: then one task-predict pools every lane's model (the first lane's plus --ensemble the others;
@@ -15,11 +16,13 @@
 set -uo pipefail
 out=$1; set_=$2; tasks=$3; shift 3; mkdir -p "$out"; names=()
 config=${CONFIG-configs/task-pipeline-arc2.yaml}
+if [[ $set_ == */* && -d $set_ ]]; then ch=$set_; solutions=()  # an ARC-like set (a path): outputs inline
+else ch=$ARCSUB_DATA/$set_/arc-agi_evaluation_challenges.json; solutions=(--solutions "${ch/_challenges/_solutions}"); fi
 for lane in "$@"; do
   IFS=: read -r name args <<< "$lane"; names+=("$name")
   # shellcheck disable=SC2086  # ARGS and the lane's overrides are word lists
   ARCSUB_GPU_MEMORY_GB=${ARCSUB_GPU_MEMORY_GB:-60} python -m arcsub.cli dry-run --pipeline task \
-    ${config:+--config "$config"} --challenges "$ARCSUB_DATA/$set_/arc-agi_evaluation_challenges.json" \
+    ${config:+--config "$config"} --challenges "$ch" \
     --tasks "$tasks" --json -o "$out/$name" ${ARGS:-} ${args//,/ } > "$out/$name.json" 2> "$out/$name.log" &
 done
 wait
@@ -39,10 +42,9 @@ PY
 if [ "${ENSEMBLE:-0}" = 1 ]; then
   models=(); for n in "${names[@]}"; do models+=("$out/$n/task-model/model"); done
   extra=(); for m in "${models[@]:1}"; do extra+=(--ensemble "$m"); done
-  d=$ARCSUB_DATA/$set_; ch=$d/arc-agi_evaluation_challenges.json
   ids=$(python -c "import sys; from arcsub.core.runs import pick_dry_run_tasks as p; print(','.join(p(*sys.argv[1:2], int(sys.argv[2]))))" "$ch" "$tasks")
   python -m arcsub.cli task-predict "${models[0]}" "$ch" -o "$out/ensemble" \
-    "${extra[@]}" --tasks "$ids" --solutions "$d/arc-agi_evaluation_solutions.json" --quiet \
+    "${extra[@]}" --tasks "$ids" "${solutions[@]}" --quiet \
     --config configs/task-predict.yaml views="${VIEWS:-32}" 2>&1 | tail -n 6
   runs=(); for n in "${names[@]}"; do runs+=("$out/$n/summary.json"); done
   python bench/task_overlap.py "${runs[@]}" "$out"/ensemble/run__*.json -o "$out/overlap.json"
