@@ -82,7 +82,9 @@ class TaskPipelineConfig:
     # competition folder ships the training and evaluation sets: hundreds of solved tasks at no cost)
     beside_data: bool = True
     # ablation of the joint run (CompressARC-style): one model per test task, trained on that task's
-    # demonstrations (plus the configured sources), each with 1/N of the time budget (or train.steps)
+    # demonstrations (plus the configured sources), each with 1/N of the time budget; without a budget each
+    # trains train.steps, so an equal-steps ablation passes the per-task count (bench/gpu_stages.sh: steps/N).
+    # With `model` a trained task-model dir, this is per-task refinement from it (VARC's per-task TTT)
     per_task: bool = False
     # joint refinement (VARC's test-time training from the trained model, for all test tasks at once): this
     # share of the training time (or of train.steps) continues the joint model on the test tasks'
