@@ -79,13 +79,15 @@ def build(clones: dict[str, Path], out: Path, per_concept: int) -> dict:
         source, licence, pattern = SOURCES[name]
         files = pick(root, pattern, per_concept if name == "1D-ARC" else None)
         (out / "tasks" / name).mkdir(parents=True, exist_ok=True)
+        ids = []
         for f in files:
             tid = json_stem(f)
             if tid in seen:
                 raise ArcDataError(f"{f}: task id {tid} also in {seen[tid]}")
             seen[tid] = name
+            ids.append(tid)
             shutil.copyfile(f, out / "tasks" / name / f.name)
-        manifest[name] = {"source": source, "licence": licence, "tasks": [json_stem(f) for f in files]}
+        manifest[name] = {"source": source, "licence": licence, "tasks": ids}
     write_json_atomic(out / "manifest.json", manifest)
     return manifest
 

@@ -84,11 +84,16 @@ def decode_grid(tokens: Sequence[int] | np.ndarray) -> Grid | None:
     return _ROWS.decode("".join(COMPACT_CHARS[t] for t in ids))
 
 
+def output_start(ids: np.ndarray) -> int:
+    """Where a pair's output begins: just after the sep that ends its input grid."""
+    return int(np.flatnonzero(ids == SEP)[0]) + 1
+
+
 def label_mask(ids: np.ndarray, with_input: bool = False) -> np.ndarray:
     """True on the tokens the model learns to predict: every output token and the eos (after the sep); with
     `with_input` also the input grid's tokens and the sep that ends it (everything after the bos)."""
     mask = np.zeros(len(ids), dtype=bool)
-    mask[1 if with_input else int(np.flatnonzero(ids == SEP)[0]) + 1 :] = True
+    mask[1 if with_input else output_start(ids) :] = True
     return mask
 
 
@@ -533,7 +538,7 @@ def token_sources(s: Sample) -> np.ndarray:
     pair whose input is learned too, so a source's logged loss stays its loss on outputs."""
     out = np.full(len(s.ids), SOURCES.index(s.source), dtype=np.int64)
     if s.input_target and s.source != "test-inputs":
-        out[: int(np.flatnonzero(s.ids == SEP)[0]) + 1] = SOURCES.index("inputs")
+        out[: output_start(s.ids)] = SOURCES.index("inputs")
     return out
 
 
