@@ -12,16 +12,9 @@ from arcsub.core.data import inline_solutions, load_tasks, read_json
 
 
 @pytest.fixture
-def real_tasks(data_root) -> dict[str, dict]:
+def real_tasks(arc1_train) -> dict[str, dict]:
     """Twelve real ARC-AGI-1 training tasks with their test outputs inline, as ARC-like sets ship."""
-    d = data_root / "arc-agi-1"
-    ch = read_json(d / "arc-agi_training_challenges.json")
-    sol = read_json(d / "arc-agi_training_solutions.json")
-    ids = sorted(ch)[:12]
-    for t in ids:
-        for pair, out in zip(ch[t]["test"], sol[t], strict=True):
-            pair["output"] = out
-    return {t: ch[t] for t in ids}
+    return {t: arc1_train[t].to_json(with_test_outputs=True) for t in sorted(arc1_train)[:12]}
 
 
 def write(path: Path, task: dict) -> None:

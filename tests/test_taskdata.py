@@ -178,16 +178,8 @@ def test_input_loss_learns_inputs_and_test_inputs_come_alone_without_their_outpu
     from arcsub.core.data import grids_equal, load_tasks
     from arcsub.taskmodel.data import IGNORE, SEP, SOURCES, TaskIndex, chance_of, decode_grid, make_batch
 
-    tasks = read_json(resolve_path(A2_EVAL))
-    solutions = read_json(resolve_path(A2_EVAL.replace("challenges", "solutions")))
-    ids = sorted(tasks)[:6]
-    inline = {
-        t: {
-            **tasks[t],
-            "test": [{**p, "output": o} for p, o in zip(tasks[t]["test"], solutions[t], strict=True)],
-        }
-        for t in ids
-    }
+    tasks = load_tasks(resolve_path(A2_EVAL), resolve_path(A2_EVAL.replace("challenges", "solutions")))
+    inline = {t: tasks[t].to_json(with_test_outputs=True) for t in sorted(tasks)[:6]}
     test_file = tmp_path / "t_challenges.json"
     test_file.write_text(json.dumps(inline))
     train = "data:arc-agi-1/arc-agi_training_challenges.json"
