@@ -11,6 +11,7 @@ import pytest
 
 from arcsub.core.data import (
     ArcDataError,
+    Pair,
     grid_to_list,
     grids_equal,
     load_generated,
@@ -112,3 +113,11 @@ def test_bad_cells_are_still_refused_by_the_fast_grid_check():
     ]:
         with pytest.raises(ArcDataError, match=msg):
             to_grid(grid)
+
+
+def test_pair_map_transforms_both_grids_and_keeps_a_hidden_output_hidden(arc1_train):
+    task = arc1_train[sorted(arc1_train)[0]]
+    shown, hidden = task.train[0], Pair(task.test[0].input)
+    flipped = shown.map(lambda g: g[::-1])
+    assert grids_equal(flipped.input, shown.input[::-1]) and grids_equal(flipped.output, shown.output[::-1])
+    assert hidden.map(lambda g: g.T).output is None

@@ -142,7 +142,7 @@ class Augmentation:
 
     def apply_pair(self, p: Pair) -> Pair:
         """Both grids of a pair (a pair without an output stays without one)."""
-        return Pair(self.apply_grid(p.input), None if p.output is None else self.apply_grid(p.output))
+        return p.map(self.apply_grid)
 
     def apply(self, task: Task) -> Task:
         """A new task with every grid transformed and train pairs reordered; test order is kept."""

@@ -131,6 +131,11 @@ class Pair:
     input: Grid
     output: Grid | None = None
 
+    def map(self, fn: Callable[[Grid], Grid]) -> Pair:
+        """The pair with fn applied to both grids; a hidden output stays hidden (None), so augmentations and
+        rescalings can treat test inputs and demonstrations alike."""
+        return Pair(fn(self.input), None if self.output is None else fn(self.output))
+
 
 @dataclass
 class Task:

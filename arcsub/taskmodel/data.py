@@ -439,7 +439,7 @@ class PairSource:
         grids = [g for g in (pair.input, pair.output) if g is not None]
         k = scale_factor(rng, self.data.scale, *grids)
         if k > 1:
-            scaled = Pair(upscale(pair.input, k), None if pair.output is None else upscale(pair.output, k))
+            scaled = pair.map(lambda g: upscale(g, k))
             pair, k = (scaled, k) if _pair_tokens(scaled) <= self.max_tokens else (pair, 1)
         learn_input = pair.output is None or chance_of(rng, self.data.input_loss)
         ids = encode_pair(pair.input, pair.output)
