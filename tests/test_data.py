@@ -120,4 +120,5 @@ def test_pair_map_transforms_both_grids_and_keeps_a_hidden_output_hidden(arc1_tr
     shown, hidden = task.train[0], Pair(task.test[0].input)
     flipped = shown.map(lambda g: g[::-1])
     assert grids_equal(flipped.input, shown.input[::-1]) and grids_equal(flipped.output, shown.output[::-1])
-    assert hidden.map(lambda g: g.T).output is None
+    transposed = hidden.map(lambda g: g.T)
+    assert grids_equal(transposed.input, hidden.input.T) and transposed.output is None
