@@ -30,6 +30,15 @@ def test_only_likelihood_strategies_try_other_scoring_views():
     ]
 
 
+def test_differing_outputs_counts_each_test_output_whose_attempts_differ():
+    sel = bench_module("task_selection")
+    a, b = {"attempt_1": [[1]], "attempt_2": [[2]]}, {"attempt_1": [[2]], "attempt_2": [[1]]}
+    kept = {"t1": [a, a], "t2": [a]}
+    assert sel.differing_outputs(kept, {"t1": [a, a], "t2": [a]}) == 0
+    assert sel.differing_outputs(kept, {"t1": [a, b], "t2": [b]}) == 2  # attempt order counts too
+    assert sel.differing_outputs(kept, {"t1": [a, a, a], "t3": [a]}) == 2  # outputs the run did not have
+
+
 def test_a_pooled_run_is_reproduced_and_swept_over_scoring_views(
     run_cli, pretrained_task_model, arc1_eval, tmp_path, capsys
 ):
@@ -70,7 +79,8 @@ def test_a_pooled_run_is_reproduced_and_swept_over_scoring_views(
         for k in (2, 4)
         for label in ("vote", "likelihood", "likelihood, 1 scoring views")
     }
-    # main() checked that the run's own setting (4 views, 2 scoring views, likelihood) picks the run's attempts
+    # on the CPU the run's own setting (4 views, 2 scoring views, likelihood) picks exactly the run's attempts
+    assert json.loads(table.read_text())["reproduced"] == {"outputs": 2, "differing": 0}
     assert rows["4 views, likelihood"]["score"] == pytest.approx(run["score"])
     assert rows["4 views, likelihood, 1 scoring views"]["score_views"] == 1
     assert table.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
