@@ -13,10 +13,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "arcsub"
 ALLOWED = {
     "core": set(),
     "training": {"core"},
-    "lm": {"core", "training"},
-    "taskmodel": {"core", "training"},
-    "kaggle": {"core", "lm", "taskmodel", "training"},
-    "cli": {"core", "lm", "taskmodel", "training", "kaggle"},
+    "solver": {"core"},
+    "lm": {"core", "training", "solver"},
+    "taskmodel": {"core", "training", "solver"},
+    "kaggle": {"core", "lm", "taskmodel", "training", "solver"},
+    "cli": {"core", "lm", "taskmodel", "training", "kaggle", "solver"},
 }
 
 

@@ -69,6 +69,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "arcsub.cli.lm",
     "arcsub.cli.dry_run",
     "arcsub.cli.task",
+    "arcsub.cli.solve",
 )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from arcsub.core.combine import SOLVER_FILE, answers_of, combine
 from arcsub.core.data import ArcDataError, Pair, Task, load_tasks, read_json, write_json_atomic
 from arcsub.core.device import peak_gpu_memory_gb
 from arcsub.core.submission import build_submission, write_submission
@@ -57,11 +58,15 @@ def hide_test_outputs(task: Task) -> Task:
 
 
 def merge_attempts(out: Path, tasks: dict[str, Task]) -> dict:
-    """Merge every worker's attempts into one valid submission and write it atomically."""
+    """Merge every worker's attempts into one valid submission and write it atomically; the solver's answers
+    (out/solver_answers.json, once the background solver wrote it) go first where a program explains a task.
+    Returns the models' attempts alone."""
     attempts: dict[str, Any] = {}
     for f in sorted(out.glob("attempts.*.json")):
         attempts.update(read_json(f))
-    sub = build_submission(tasks, attempts)
+    solver = out / SOLVER_FILE
+    merged = combine(answers_of(read_json(solver)), attempts) if solver.exists() else attempts
+    sub = build_submission(tasks, merged)
     write_submission(out / "submission.json", sub)
     return attempts
 

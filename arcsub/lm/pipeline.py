@@ -26,6 +26,7 @@ from arcsub.core.runs import (
     run_workers,
     start_run,
 )
+from arcsub.solver.run import SolverSettings, start_solver, wait_solver
 
 log = logging.getLogger("arcsub.lm.pipeline")
 
@@ -60,6 +61,9 @@ class PipelineConfig:
     ttft_share: float = 0.6  # of each chunk's time, the part TTFT may use
     chunk: int = 8  # tasks per chunk (the submission improves after each)
     workers: int = 0  # 0 = one per GPU (1 on CPU)
+    # the symbolic solver (arcsub.solver) on the CPU beside the model: its answer first where a program
+    # explains a task
+    solver: SolverSettings = field(default_factory=SolverSettings)
 
 
 def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> PipelineConfig:
@@ -144,6 +148,7 @@ def run_pipeline(
 
     check_model_dir(model)
     deadline = t_start + cfg.time_budget if cfg.time_budget else float("inf")
+    solver = start_solver(tasks, out, cfg.solver)
     ids = list(tasks)
     n_workers = cfg.workers or max(1, gpu_count())
     n_workers = min(n_workers, len(ids))
@@ -152,6 +157,7 @@ def run_pipeline(
         run_shard(0, shards[0], str(challenges), str(out), cfg, deadline, merge=True)
     else:
         run_workers(run_shard, shards, (str(challenges), str(out), cfg, deadline), out, tasks)
+    wait_solver(solver, deadline - time.time())
     attempts = merge_attempts(out, tasks)
     times = {"ttft": 0.0, "predict": 0.0}
     for f in out.glob("times.*.json"):

@@ -36,6 +36,7 @@ from arcsub.core.runs import (
     run_workers,
     start_run,
 )
+from arcsub.solver.run import SolverSettings, start_solver, wait_solver
 from arcsub.taskmodel.data import TaskDataSettings
 from arcsub.taskmodel.model import PRESETS
 from arcsub.taskmodel.predict import TaskPredictConfig
@@ -106,6 +107,9 @@ class TaskPipelineConfig:
     # budget still trains one model as long as it can, and a long one (Kaggle's 12 h) spends its hours on
     # members of the plateau's length instead of one model far past it
     member_tokens: float = 0.0
+    # the symbolic solver (arcsub.solver) on the CPU beside training: where a program explains a task, its
+    # answer takes attempt_1 and the model's best different guess attempt_2
+    solver: SolverSettings = field(default_factory=SolverSettings)
 
 
 def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskPipelineConfig:
@@ -464,6 +468,7 @@ def run_pipeline(
     if cfg.time_budget and seconds < 10:
         raise ArcDataError(f"time_budget={cfg.time_budget:g}: too little time to train a task model")
     gpus = cfg.gpus or max(1, gpu_count())
+    solver = start_solver(tasks, out, cfg.solver)
     t0 = time.time()
     models, stages = train_members(cfg, test_file, out, seconds, resolve_path(challenges), gpus)
     ids = list(tasks)
@@ -473,6 +478,7 @@ def run_pipeline(
         predict_shard(0, shards[0], *args, merge=True)
     else:
         run_workers(predict_shard, shards, args, out, tasks)
+    wait_solver(solver, deadline - time.time())
     attempts = merge_attempts(out, tasks)
     summary: dict[str, Any] = {
         "submission": str(out / "submission.json"),

@@ -1,0 +1,98 @@
+"""Running the solver over a challenge file: its answers file, and the background process the pipelines start.
+
+The pipelines start it beside training (`start_solver`), at low priority on the CPU, so it costs the GPU
+nothing; it writes `solver_answers.json` atomically when done, and every later merge of the submission
+(`arcsub.core.runs.merge_attempts`, by `arcsub.core.combine`) puts its answers first. A run that ends before it does simply has none.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arcsub.core.combine import SOLVER_FILE
+from arcsub.core.data import Task, grid_to_list, load_tasks, write_json_atomic
+from arcsub.core.runs import hide_test_outputs
+from arcsub.solver.search import solve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SolverSettings:
+    """The solver inside a pipeline. `seconds_per_task` caps one task's search (big grids make the symmetry
+    completions slow); a task over it keeps what the programs tried so far found."""
+
+    enabled: bool = True
+    seconds_per_task: float = 20.0
+    depth: int = 2
+
+
+def solve_tasks(
+    tasks: Mapping[str, Task],
+    settings: SolverSettings,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """{task id: {"program": name, "answers": [[grid, ...] per test input]}} for the tasks a program explains."""
+    found: dict[str, Any] = {}
+    for tid, task in tasks.items():
+        deadline = clock() + settings.seconds_per_task
+        result = solve(task, depth=settings.depth, deadline=deadline, clock=clock)
+        if result is not None:
+            program, answers = result
+            found[tid] = {"program": program, "answers": [[grid_to_list(g) for g in a] for a in answers]}
+    return found
+
+
+def write_answers(challenges: str | Path, out: str | Path, settings: SolverSettings) -> Path:
+    """Solve every task of `challenges` and write out/solver_answers.json atomically."""
+    tasks = load_tasks(challenges)
+    t0 = time.monotonic()
+    found = solve_tasks(tasks, settings)
+    log.info("solver: %d of %d tasks explained in %.0f s", len(found), len(tasks), time.monotonic() - t0)
+    return write_json_atomic(Path(out) / SOLVER_FILE, found)
+
+
+def start_solver(tasks: Mapping[str, Task], out: Path, settings: SolverSettings) -> subprocess.Popen | None:
+    """The solver on the run's tasks (their test outputs hidden) as a background process at low CPU priority;
+    None when disabled or when an earlier, interrupted run of this folder already wrote its answers."""
+    if not settings.enabled or (out / SOLVER_FILE).exists():
+        return None
+    hidden = {t: hide_test_outputs(x).to_json() for t, x in tasks.items()}
+    challenges = write_json_atomic(out / "solver_challenges.json", hidden)
+    cmd = [
+        sys.executable,
+        "-m",
+        "arcsub.solver",
+        str(challenges),
+        str(out),
+        f"--seconds-per-task={settings.seconds_per_task}",
+        f"--depth={settings.depth}",
+    ]
+    log.info("solver started in the background on %d tasks", len(tasks))
+    return subprocess.Popen(cmd, preexec_fn=_lower_priority)  # noqa: PLW1509 (no threads yet at this point)
+
+
+def _lower_priority() -> None:
+    """Training's data workers come first on Kaggle's 4 CPU cores."""
+    if hasattr(os, "nice"):
+        os.nice(10)
+
+
+def wait_solver(proc: subprocess.Popen | None, seconds: float) -> None:
+    """Wait for the background solver at most `seconds`, then stop it: a run's deadline wins."""
+    if proc is None:
+        return
+    try:
+        proc.wait(timeout=max(0.0, seconds))
+    except subprocess.TimeoutExpired:
+        log.warning("solver still running at the deadline: stopped, its answers left out")
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,157 @@
+"""Search for short programs that reproduce every demonstration of a task, and their answers on the tests.
+
+A program is one or two transformations of `arcsub.solver.transforms`, then optionally a colour map learned
+from the demonstrations (each colour of the program's output goes to one colour of the expected output, the
+same in every demonstration). Programs are tried simple first: one step before two, without a colour map
+before with one, and the first programs' distinct test answers are the solver's attempts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from arcsub.core.data import Grid, Task
+from arcsub.solver.transforms import Transform, catalogue, completions
+
+Outputs = tuple["Grid | None", ...]
+
+
+@dataclass(frozen=True)
+class Program:
+    """Steps applied in order, then `colours` (a 10-entry lookup table) when not None."""
+
+    steps: tuple[Transform, ...]
+    colours: tuple[int, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        text = " | ".join(s.name for s in self.steps)
+        if self.colours is not None:
+            moved = {i: c for i, c in enumerate(self.colours) if i != c}
+            text += f" | colours {moved}"
+        return text
+
+    def run(self, grid: Grid) -> Grid | None:
+        for step in self.steps:
+            grid = step(grid)
+            if grid is None:
+                return None
+        if self.colours is not None:
+            grid = np.asarray(self.colours, dtype=np.uint8)[grid]
+        return grid
+
+
+def fit_colours(outs: Sequence[Grid | None], targets: Sequence[Grid]) -> tuple[int, ...] | None:
+    """The one colour map sending every `outs` grid onto its target cell by cell, or None when shapes differ or
+    a colour would need two images. Colours never seen keep themselves."""
+    table = [-1] * 10
+    for out, target in zip(outs, targets, strict=True):
+        if out is None or out.shape != target.shape:
+            return None
+        for src in np.unique(out):
+            dst = np.unique(target[out == src])
+            if len(dst) != 1 or table[src] not in (-1, int(dst[0])):
+                return None
+            table[src] = int(dst[0])
+    return tuple(i if c < 0 else c for i, c in enumerate(table))
+
+
+def explains(outs: Outputs, targets: Sequence[Grid]) -> tuple[bool, tuple[int, ...] | None]:
+    """(True, None) when `outs` equal the targets exactly, (True, map) when a colour map makes them equal."""
+    if all(
+        o is not None and o.shape == t.shape and (o == t).all() for o, t in zip(outs, targets, strict=True)
+    ):
+        return True, None
+    colours = fit_colours(outs, targets)
+    return colours is not None, colours
+
+
+def _key(outs: Outputs) -> tuple:
+    return tuple(None if o is None else (o.shape, o.tobytes()) for o in outs)
+
+
+def _apply(step: Transform, grids: Outputs) -> Outputs:
+    return tuple(None if g is None else step(g) for g in grids)
+
+
+def programs(
+    task: Task, depth: int = 2, deadline: float = math.inf, clock: Callable[[], float] = time.monotonic
+) -> Iterator[Program]:
+    """Every program of at most `depth` steps that explains all demonstrations, simplest first; past
+    `deadline` (by `clock`) no further step is tried."""
+    inputs = tuple(p.input for p in task.train) + tuple(p.input for p in task.test)
+    targets = [p.output for p in task.train]
+    n = len(targets)
+    steps = catalogue()
+    first: list[tuple[tuple[Transform, ...], Outputs]] = []
+    seen: set[tuple] = set()
+    for step in [*steps, *completions()]:
+        if clock() > deadline:
+            break
+        outs = _apply(step, inputs)
+        if any(o is None for o in outs) or _key(outs) in seen:
+            continue
+        seen.add(_key(outs))
+        first.append(((step,), outs))
+    yield from _explaining(first, targets, n)
+    if depth < 2:
+        return
+    second = []
+    for chain, outs in first:
+        if chain[0] not in steps or clock() > deadline:  # completions are not composed: slow, rarely chained
+            continue
+        for step in steps[1:]:
+            demo = _apply(step, outs[:1])
+            if demo[0] is None or demo[0].shape != targets[0].shape:
+                continue
+            more = _apply(step, outs)
+            if any(o is None for o in more) or _key(more) in seen:
+                continue
+            seen.add(_key(more))
+            second.append(((*chain, step), more))
+    yield from _explaining(second, targets, n)
+
+
+def _explaining(
+    found: list[tuple[tuple[Transform, ...], Outputs]], targets: list[Grid], n: int
+) -> Iterator[Program]:
+    """Exact programs first, then those that need a colour map."""
+    mapped = []
+    for chain, outs in found:
+        ok, colours = explains(outs[:n], targets)
+        if ok and colours is None:
+            yield Program(chain)
+        elif ok:
+            mapped.append(Program(chain, colours))
+    yield from mapped
+
+
+def solve(
+    task: Task,
+    attempts: int = 2,
+    depth: int = 2,
+    deadline: float = math.inf,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[str, list[list[Grid]]] | None:
+    """The first explaining program's name and up to `attempts` distinct answers per test input from the
+    simplest explaining programs, or None when no program explains the demonstrations."""
+    answers: list[list[Grid]] = [[] for _ in task.test]
+    first = None
+    for program in programs(task, depth, deadline, clock):
+        first = first or program.name
+        for i, pair in enumerate(task.test):
+            out = program.run(pair.input)
+            if (
+                out is not None
+                and len(answers[i]) < attempts
+                and not any(a.shape == out.shape and (a == out).all() for a in answers[i])
+            ):
+                answers[i].append(out)
+        if all(len(a) >= attempts for a in answers):
+            break
+    return None if first is None else (first, answers)

@@ -1,0 +1,199 @@
+"""The catalogue of whole-grid transformations the search composes.
+
+Each is a named function Grid -> Grid, or None where it does not apply (a block that is not uniform, an object
+that is absent), so a program that cannot run on some input is simply not kept. The catalogue is ordered
+roughly from simple to specific: the search prefers earlier programs when several explain the demonstrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from arcsub.core.data import MAX_SIDE, Grid
+from arcsub.solver.objects import Obj, background, bbox, label
+from arcsub.solver.symmetry import complete, complete_hidden_part
+
+Fn = Callable[[Grid], "Grid | None"]
+
+
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    fn: Fn
+
+    def __call__(self, grid: Grid) -> Grid | None:
+        out = self.fn(grid)
+        if out is None or out.ndim != 2 or not out.size or max(out.shape) > MAX_SIDE:
+            return None
+        return out
+
+
+GEOMETRY: dict[str, Fn] = {
+    "rot90": lambda g: np.rot90(g, 1),
+    "rot180": lambda g: np.rot90(g, 2),
+    "rot270": lambda g: np.rot90(g, 3),
+    "flip_rows": np.flipud,
+    "flip_cols": np.fliplr,
+    "transpose": lambda g: g.T,
+    "antitranspose": lambda g: np.rot90(g, 2).T,
+}
+
+
+def crop_content(grid: Grid) -> Grid | None:
+    """The box around every non-background cell."""
+    box = bbox(grid != background(grid))
+    return None if box is None else grid[box[0] : box[2], box[1] : box[3]]
+
+
+def upscale(k: int) -> Fn:
+    return lambda g: np.kron(g, np.ones((k, k), dtype=g.dtype))
+
+
+def downscale(k: int) -> Fn:
+    """Every k x k block to its colour; only where every block is one colour."""
+
+    def fn(g: Grid) -> Grid | None:
+        h, w = g.shape
+        if h % k or w % k:
+            return None
+        small = g[::k, ::k]
+        return small if (np.kron(small, np.ones((k, k), dtype=g.dtype)) == g).all() else None
+
+    return fn
+
+
+def dedupe_lines(g: Grid) -> Grid:
+    """Runs of equal adjacent rows and columns collapsed to one: a stretched picture to its pattern."""
+    rows = [0] + [i for i in range(1, g.shape[0]) if (g[i] != g[i - 1]).any()]
+    g = g[rows]
+    cols = [0] + [j for j in range(1, g.shape[1]) if (g[:, j] != g[:, j - 1]).any()]
+    return g[:, cols]
+
+
+def tile(rows: int, cols: int) -> Fn:
+    return lambda g: np.tile(g, (rows, cols))
+
+
+def mirror_tile(layout: str) -> Fn:
+    """The grid beside or above its mirror image, or the four-way kaleidoscope, in either order."""
+
+    def fn(g: Grid) -> Grid:
+        lr, ud = np.fliplr(g), np.flipud(g)
+        if layout == "right":
+            return np.hstack([g, lr])
+        if layout == "left":
+            return np.hstack([lr, g])
+        if layout == "down":
+            return np.vstack([g, ud])
+        if layout == "up":
+            return np.vstack([ud, g])
+        top = np.hstack([g, lr])
+        four = np.vstack([top, np.flipud(top)])
+        return four if layout == "four" else np.rot90(four, 2)
+
+    return fn
+
+
+def halves(g: Grid) -> tuple[Grid, Grid] | None:
+    """The two halves of a grid split by a one-colour line through its middle (or, without one, in two equal
+    halves), side by side if the grid is wider, else stacked."""
+    h, w = g.shape
+    if w >= h:
+        if w % 2 and len(np.unique(g[:, w // 2])) == 1:
+            return g[:, : w // 2], g[:, w // 2 + 1 :]
+        return (g[:, : w // 2], g[:, w // 2 :]) if w % 2 == 0 else None
+    if h % 2 and len(np.unique(g[h // 2])) == 1:
+        return g[: h // 2], g[h // 2 + 1 :]
+    return (g[: h // 2], g[h // 2 :]) if h % 2 == 0 else None
+
+
+def overlay(op: str) -> Fn:
+    """A boolean operation on the non-zero cells of the two halves, as a 0/1 grid (the colour map of the
+    search paints it). Zero, not the commonest colour: in these tasks "off" is black even where "on" wins."""
+
+    def fn(g: Grid) -> Grid | None:
+        parts = halves(g)
+        if parts is None:
+            return None
+        a, b = parts
+        if a.shape != b.shape:
+            return None
+        ma, mb = a != 0, b != 0
+        out = {"and": ma & mb, "or": ma | mb, "xor": ma ^ mb, "nor": ~(ma | mb), "left_only": ma & ~mb}[op]
+        return out.astype(np.uint8)
+
+    return fn
+
+
+def half(which: int) -> Fn:
+    def fn(g: Grid) -> Grid | None:
+        parts = halves(g)
+        return None if parts is None else parts[which]
+
+    return fn
+
+
+OBJECT_KEYS: dict[str, Callable[[Obj, Grid], float]] = {
+    "largest": lambda o, g: o.area,
+    "smallest": lambda o, g: -o.area,
+    "widest_box": lambda o, g: (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]),
+    "most_colours": lambda o, g: o.colours(g),
+}
+
+
+def crop_object(key: str, diagonal: bool, by_colour: bool) -> Fn:
+    """The box of the one object that is strictly first by `key` (no answer on a tie)."""
+    score = OBJECT_KEYS[key]
+
+    def fn(g: Grid) -> Grid | None:
+        objs = label(g, background(g), diagonal, by_colour)
+        if not objs or len(objs) > 40:
+            return None
+        ranked = sorted(((score(o, g), i) for i, o in enumerate(objs)), reverse=True)
+        if len(ranked) > 1 and ranked[0][0] == ranked[1][0]:
+            return None
+        return objs[ranked[0][1]].crop(g)
+
+    return fn
+
+
+def keep_colour_mask(g: Grid) -> Grid:
+    """Non-background cells as 1, the rest 0: a shape whose colours the colour map chooses."""
+    return (g != background(g)).astype(np.uint8)
+
+
+def fill_hidden(hidden: int, part: bool) -> Fn:
+    return lambda g: (complete_hidden_part if part else complete)(g, hidden)
+
+
+def catalogue() -> list[Transform]:
+    """Every transformation, simple first."""
+    items: list[tuple[str, Fn]] = [("identity", lambda g: g), *GEOMETRY.items()]
+    items += [("crop_content", crop_content), ("dedupe_lines", dedupe_lines), ("mask", keep_colour_mask)]
+    items += [(f"upscale{k}", upscale(k)) for k in (2, 3, 4, 5)]
+    items += [(f"downscale{k}", downscale(k)) for k in (2, 3, 4, 5)]
+    items += [(f"tile{r}x{c}", tile(r, c)) for r, c in ((1, 2), (2, 1), (2, 2), (3, 3), (1, 3), (3, 1))]
+    items += [
+        (f"mirror_{lay}", mirror_tile(lay)) for lay in ("right", "left", "down", "up", "four", "four_rot")
+    ]
+    items += [(f"half{i}", half(i)) for i in (0, 1)]
+    items += [(f"overlay_{op}", overlay(op)) for op in ("and", "or", "xor", "nor", "left_only")]
+    for key in OBJECT_KEYS:
+        for diagonal in (False, True):
+            for by_colour in (False, True):
+                name = f"object_{key}_{'8' if diagonal else '4'}{'_colour' if by_colour else ''}"
+                items.append((name, crop_object(key, diagonal, by_colour)))
+    return [Transform(n, f) for n, f in items]
+
+
+def completions() -> list[Transform]:
+    """Symmetry completions for each hidden colour: slow enough that the search tries them alone, not in
+    compositions."""
+    return [
+        Transform(f"complete{'_part' if part else ''}_{c}", fill_hidden(c, part))
+        for part in (False, True)
+        for c in range(10)
+    ]

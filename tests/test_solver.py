@@ -1,0 +1,132 @@
+"""The symbolic solver on real ARC tasks: symmetry completion, the program search (simple first, colour maps,
+two steps), the deadline, the merge with a model's attempts, `arcsub solve`, and the pipelines' background
+solver whose answers reach the submission."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from arcsub.core.combine import SOLVER_FILE, combine, combine_entry
+from arcsub.core.data import grids_equal, load_tasks, read_json
+from arcsub.core.runs import merge_attempts, start_run
+from arcsub.core.submission import load_submission
+from arcsub.solver.run import SolverSettings, solve_tasks, start_solver, wait_solver
+from arcsub.solver.search import fit_colours, programs, solve
+from arcsub.solver.symmetry import complete, complete_hidden_part
+
+# ARC-AGI-1 training tasks and the program the search finds first (measured, docs/experiments/solver.md)
+KNOWN = {
+    "3c9b0459": "rot180",
+    "0d3d703e": "identity | colours",  # a colour map alone
+    "3af2c5a8": "mirror_four",
+    "28bf18c6": "crop_content | tile1x2",  # two steps
+    "3428a4f5": "overlay_xor | colours",  # two halves overlaid, painted by the colour map
+}
+
+
+@pytest.mark.parametrize("tid", sorted(KNOWN))
+def test_the_search_finds_the_simplest_program_and_answers_the_test(arc1_train, tid):
+    task = arc1_train[tid]
+    first = next(programs(task))
+    assert first.name.startswith(KNOWN[tid])
+    name, answers = solve(task)
+    assert name == first.name
+    for pair, ours in zip(task.test, answers, strict=True):
+        assert 1 <= len(ours) <= 2 and grids_equal(ours[0], pair.output)
+
+
+def test_symmetry_completion_fills_the_hidden_cells_of_a_real_task(arc1_train):
+    task = arc1_train["0dfd9992"]  # a periodic wallpaper with black holes
+    for pair in task.train:
+        assert grids_equal(complete(pair.input, 0), pair.output)
+    assert complete(task.train[0].input, 7) is None  # a colour that is absent: no answer
+
+
+def test_the_hidden_rectangle_alone_is_cut_from_the_completed_picture():
+    pattern = np.add.outer(np.arange(8), np.arange(8)) % 3 + 1  # symmetric about the main diagonal
+    hidden = pattern.astype(np.uint8).copy()
+    hidden[2:4, 5:7] = 0
+    assert grids_equal(complete_hidden_part(hidden, 0), pattern[2:4, 5:7].astype(np.uint8))
+
+
+def test_a_colour_map_must_be_one_colour_per_colour_across_demonstrations():
+    a, b = np.array([[1, 2]], np.uint8), np.array([[5, 6]], np.uint8)
+    assert fit_colours([a, a], [b, b]) == (0, 5, 6, 3, 4, 5, 6, 7, 8, 9)
+    assert fit_colours([a, a], [b, np.array([[5, 7]], np.uint8)]) is None  # 2 -> 6 and 2 -> 7
+    assert fit_colours([a], [np.array([[5]], np.uint8)]) is None  # the shapes differ
+
+
+def test_a_task_no_program_explains_gets_no_answer(arc1_train):
+    task = arc1_train["007bbfb7"]  # the input tiled where it has cells: not in the catalogue
+    assert solve(task) is None
+
+
+def test_the_deadline_stops_the_search_and_is_read_from_the_injected_clock(arc1_train):
+    ticks = itertools.count()
+    task = arc1_train["3af2c5a8"]
+    # every step reads the clock once: a deadline of 3 ticks stops before the mirror tilings are tried
+    assert solve(task, deadline=3, clock=lambda: next(ticks)) is None
+    assert solve(task, deadline=1e9, clock=lambda: next(ticks)) is not None
+
+
+def test_the_solver_answer_goes_first_and_the_models_best_different_guess_second():
+    s, m1, m2 = [[1]], [[2]], [[3]]
+    assert combine_entry([s], [m1, m2]) == [np.array(s), np.array(m1)]
+    assert [g.tolist() for g in combine_entry([s], [s, m2])] == [s, m2]  # the model agreed: its second
+    assert [g.tolist() for g in combine_entry([s, m2], [])] == [s, m2]  # no model: the solver's second
+    assert combine_entry([], [m1]) == [np.array(m1), None]  # nothing explained: the model's as they are
+    merged = combine({"a": [[s]]}, {"a": [[m1, m2]], "b": [[m2, m1]]})
+    assert [g.tolist() for g in merged["a"][0]] == [s, m1] and [g.tolist() for g in merged["b"][0]] == [m2, m1]
+
+
+def test_solve_writes_a_scored_submission_and_merges_a_models(run_cli, arc1_train, tmp_path, write):
+    ids = ["3c9b0459", "007bbfb7"]
+    tasks = {t: arc1_train[t].to_json() for t in ids}
+    challenges = write(tmp_path / "ch.json", tasks)
+    truth = write(tmp_path / "sol.json", {t: [p.output.tolist() for p in arc1_train[t].test] for t in ids})
+    model = {t: [{"attempt_1": [[0]], "attempt_2": p.output.tolist()} for p in arc1_train[t].test] for t in ids}
+    model_file = write(tmp_path / "model.json", model)
+    res = run_cli("solve", challenges, "-o", tmp_path / "sub.json", "--solutions", truth, "--json")
+    assert res.rc == 0 and json.loads(res.out) | {"seconds": 0} == {
+        "tasks": 2,
+        "explained": 1,
+        "seconds": 0,
+        "submission": str(tmp_path / "sub.json"),
+        "score": 0.5,
+    }
+    assert read_json(tmp_path / "sub.programs.json") == {"3c9b0459": "rot180"}
+    res = run_cli("solve", challenges, "-o", tmp_path / "both.json", "--merge", model_file, "--solutions", truth)
+    assert res.rc == 0 and "1 of 2 tasks explained" in res.out and "score 1.0000" in res.out
+    both = load_submission(tmp_path / "both.json", load_tasks(challenges))
+    assert grids_equal(both["007bbfb7"][0]["attempt_2"], arc1_train["007bbfb7"].test[0].output)
+
+
+def test_solve_refuses_a_missing_challenges_file_in_one_line(run_cli, tmp_path):
+    res = run_cli("solve", tmp_path / "nope.json", "-o", tmp_path / "sub.json")
+    assert res.rc == 2 and len(res.err_lines) == 1 and "nope.json" in res.err
+    assert not (tmp_path / "sub.json").exists()
+
+
+def test_the_background_solver_of_a_run_reaches_its_submission(arc1_train, tmp_path, write):
+    ids = ["3c9b0459", "007bbfb7"]
+    challenges = write(tmp_path / "ch.json", {t: arc1_train[t].to_json(with_test_outputs=True) for t in ids})
+    out, tasks = start_run(challenges, tmp_path / "run", None)
+    proc = start_solver(tasks, out, SolverSettings())
+    wait_solver(proc, 120)
+    assert proc.returncode == 0 and list(read_json(out / SOLVER_FILE)) == ["3c9b0459"]
+    seen = read_json(out / "solver_challenges.json")  # what the solver read: no test output
+    assert all("output" not in p for t in seen.values() for p in t["test"])
+    assert start_solver(tasks, out, SolverSettings()) is None  # answered already: a resumed run keeps them
+    merge_attempts(out, tasks)
+    sub = load_submission(out / "submission.json", tasks)
+    assert grids_equal(sub["3c9b0459"][0]["attempt_1"], arc1_train["3c9b0459"].test[0].output)
+    assert grids_equal(sub["007bbfb7"][0]["attempt_1"], arc1_train["007bbfb7"].test[0].input)  # fallback
+
+
+def test_solve_tasks_keeps_only_explained_tasks(arc1_train):
+    found = solve_tasks({t: arc1_train[t] for t in ("3af2c5a8", "007bbfb7")}, SolverSettings())
+    assert list(found) == ["3af2c5a8"] and found["3af2c5a8"]["program"] == "mirror_four"
