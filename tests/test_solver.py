@@ -25,6 +25,9 @@ KNOWN = {
     "3af2c5a8": "mirror_four",
     "28bf18c6": "crop_content | tile1x2",  # two steps
     "3428a4f5": "overlay_xor | colours",  # two halves overlaid, painted by the colour map
+    "00d62c1b": "fill_enclosed_4",  # holes of shapes filled
+    "2dc579da": "panel_unique",  # the panel between separator lines that differs from the others
+    "496994bd": "symmetrize_rows",  # a shape made whole by its mirror image
 }
 
 
@@ -55,9 +58,15 @@ def test_the_hidden_rectangle_alone_is_cut_from_the_completed_picture():
 
 def test_a_colour_map_must_be_one_colour_per_colour_across_demonstrations():
     a, b = np.array([[1, 2]], np.uint8), np.array([[5, 6]], np.uint8)
-    assert fit_colours([a, a], [b, b]) == (0, 5, 6, 3, 4, 5, 6, 7, 8, 9)
+    assert fit_colours([a, a], [b, b]) == (-1, 5, 6, -1, -1, -1, -1, -1, -1, -1)
     assert fit_colours([a, a], [b, np.array([[5, 7]], np.uint8)]) is None  # 2 -> 6 and 2 -> 7
     assert fit_colours([a], [np.array([[5]], np.uint8)]) is None  # the shapes differ
+
+
+def test_a_colour_the_demonstrations_never_mapped_gets_no_answer(arc1_train):
+    """aabf363d recolours a shape with its corner's colour; the test uses colours no demonstration showed, so
+    the colour map learned there cannot say what they become (it answered wrongly before this rule)."""
+    assert solve(arc1_train["aabf363d"]) is None
 
 
 def test_a_task_no_program_explains_gets_no_answer(arc1_train):
@@ -80,7 +89,10 @@ def test_the_solver_answer_goes_first_and_the_models_best_different_guess_second
     assert [g.tolist() for g in combine_entry([s, m2], [])] == [s, m2]  # no model: the solver's second
     assert combine_entry([], [m1]) == [np.array(m1), None]  # nothing explained: the model's as they are
     merged = combine({"a": [[s]]}, {"a": [[m1, m2]], "b": [[m2, m1]]})
-    assert [g.tolist() for g in merged["a"][0]] == [s, m1] and [g.tolist() for g in merged["b"][0]] == [m2, m1]
+    assert [g.tolist() for g in merged["a"][0]] == [s, m1] and [g.tolist() for g in merged["b"][0]] == [
+        m2,
+        m1,
+    ]
 
 
 def test_solve_writes_a_scored_submission_and_merges_a_models(run_cli, arc1_train, tmp_path, write):
@@ -88,7 +100,9 @@ def test_solve_writes_a_scored_submission_and_merges_a_models(run_cli, arc1_trai
     tasks = {t: arc1_train[t].to_json() for t in ids}
     challenges = write(tmp_path / "ch.json", tasks)
     truth = write(tmp_path / "sol.json", {t: [p.output.tolist() for p in arc1_train[t].test] for t in ids})
-    model = {t: [{"attempt_1": [[0]], "attempt_2": p.output.tolist()} for p in arc1_train[t].test] for t in ids}
+    model = {
+        t: [{"attempt_1": [[0]], "attempt_2": p.output.tolist()} for p in arc1_train[t].test] for t in ids
+    }
     model_file = write(tmp_path / "model.json", model)
     res = run_cli("solve", challenges, "-o", tmp_path / "sub.json", "--solutions", truth, "--json")
     assert res.rc == 0 and json.loads(res.out) | {"seconds": 0} == {
@@ -99,7 +113,9 @@ def test_solve_writes_a_scored_submission_and_merges_a_models(run_cli, arc1_trai
         "score": 0.5,
     }
     assert read_json(tmp_path / "sub.programs.json") == {"3c9b0459": "rot180"}
-    res = run_cli("solve", challenges, "-o", tmp_path / "both.json", "--merge", model_file, "--solutions", truth)
+    res = run_cli(
+        "solve", challenges, "-o", tmp_path / "both.json", "--merge", model_file, "--solutions", truth
+    )
     assert res.rc == 0 and "1 of 2 tasks explained" in res.out and "score 1.0000" in res.out
     both = load_submission(tmp_path / "both.json", load_tasks(challenges))
     assert grids_equal(both["007bbfb7"][0]["attempt_2"], arc1_train["007bbfb7"].test[0].output)

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from arcsub.core.data import Grid, Task
-from arcsub.solver.transforms import Transform, catalogue, completions
+from arcsub.solver.transforms import Transform, catalogue, colour_steps, completions
 
 Outputs = tuple["Grid | None", ...]
 
 
 @dataclass(frozen=True)
 class Program:
-    """Steps applied in order, then `colours` (a 10-entry lookup table) when not None."""
+    """Steps applied in order, then `colours` (a 10-entry lookup table, -1 for colours the demonstrations never
+    showed) when not None."""
 
     steps: tuple[Transform, ...]
     colours: tuple[int, ...] | None = None
@@ -32,23 +33,28 @@ class Program:
     def name(self) -> str:
         text = " | ".join(s.name for s in self.steps)
         if self.colours is not None:
-            moved = {i: c for i, c in enumerate(self.colours) if i != c}
+            moved = {i: c for i, c in enumerate(self.colours) if c >= 0 and i != c}
             text += f" | colours {moved}"
         return text
 
     def run(self, grid: Grid) -> Grid | None:
+        """The program's output, or None where a step does not apply or the output holds a colour the
+        demonstrations never showed the colour map (its image would be a guess)."""
         for step in self.steps:
             grid = step(grid)
             if grid is None:
                 return None
         if self.colours is not None:
-            grid = np.asarray(self.colours, dtype=np.uint8)[grid]
+            mapped = np.asarray(self.colours)[grid]
+            if (mapped < 0).any():
+                return None
+            grid = mapped.astype(np.uint8)
         return grid
 
 
 def fit_colours(outs: Sequence[Grid | None], targets: Sequence[Grid]) -> tuple[int, ...] | None:
     """The one colour map sending every `outs` grid onto its target cell by cell, or None when shapes differ or
-    a colour would need two images. Colours never seen keep themselves."""
+    a colour would need two images. Colours never seen map to -1: `Program.run` refuses them."""
     table = [-1] * 10
     for out, target in zip(outs, targets, strict=True):
         if out is None or out.shape != target.shape:
@@ -58,7 +64,7 @@ def fit_colours(outs: Sequence[Grid | None], targets: Sequence[Grid]) -> tuple[i
             if len(dst) != 1 or table[src] not in (-1, int(dst[0])):
                 return None
             table[src] = int(dst[0])
-    return tuple(i if c < 0 else c for i, c in enumerate(table))
+    return tuple(table)
 
 
 def explains(outs: Outputs, targets: Sequence[Grid]) -> tuple[bool, tuple[int, ...] | None]:
@@ -90,7 +96,7 @@ def programs(
     steps = catalogue()
     first: list[tuple[tuple[Transform, ...], Outputs]] = []
     seen: set[tuple] = set()
-    for step in [*steps, *completions()]:
+    for step in [*steps, *colour_steps(), *completions()]:
         if clock() > deadline:
             break
         outs = _apply(step, inputs)
@@ -138,20 +144,18 @@ def solve(
     deadline: float = math.inf,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[str, list[list[Grid]]] | None:
-    """The first explaining program's name and up to `attempts` distinct answers per test input from the
-    simplest explaining programs, or None when no program explains the demonstrations."""
+    """The first answering program's name and up to `attempts` distinct answers per test input from the
+    simplest explaining programs that answer every test input, or None when there is none."""
     answers: list[list[Grid]] = [[] for _ in task.test]
     first = None
     for program in programs(task, depth, deadline, clock):
+        outs = [program.run(pair.input) for pair in task.test]
+        if any(o is None for o in outs):  # it cannot answer every test input: the next program may
+            continue
         first = first or program.name
-        for i, pair in enumerate(task.test):
-            out = program.run(pair.input)
-            if (
-                out is not None
-                and len(answers[i]) < attempts
-                and not any(a.shape == out.shape and (a == out).all() for a in answers[i])
-            ):
-                answers[i].append(out)
+        for ours, out in zip(answers, outs, strict=True):
+            if len(ours) < attempts and not any(a.shape == out.shape and (a == out).all() for a in ours):
+                ours.append(out)
         if all(len(a) >= attempts for a in answers):
             break
     return None if first is None else (first, answers)

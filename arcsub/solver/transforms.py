@@ -165,6 +165,129 @@ def keep_colour_mask(g: Grid) -> Grid:
     return (g != background(g)).astype(np.uint8)
 
 
+def fill_enclosed(colour: int) -> Fn:
+    """Background cells that cannot reach the border through background painted `colour`: the holes of
+    shapes, a frequent ARC rule."""
+
+    def fn(g: Grid) -> Grid | None:
+        bg = background(g)
+        open_bg = [o for o in label(np.where(g == bg, 1, 0).astype(np.uint8), 0, False, True)]
+        holes = np.zeros(g.shape, dtype=bool)
+        h, w = g.shape
+        for o in open_bg:
+            r0, c0, r1, c1 = o.box
+            if r0 > 0 and c0 > 0 and r1 < h and c1 < w:
+                holes |= o.mask
+        if not holes.any():
+            return None
+        out = g.copy()
+        out[holes] = colour
+        return out
+
+    return fn
+
+
+def symmetrize(kind: str) -> Fn:
+    """The grid overlaid with its mirror image(s), non-background cells winning: a half-drawn symmetric shape
+    made whole. No answer where two different colours meet."""
+
+    def fn(g: Grid) -> Grid | None:
+        images = {
+            "rows": [np.flipud(g)],
+            "cols": [np.fliplr(g)],
+            "both": [np.flipud(g), np.fliplr(g), np.rot90(g, 2)],
+        }
+        out = g.copy()
+        bg = background(g)
+        for im in images[kind]:
+            clash = (out != bg) & (im != bg) & (out != im)
+            if clash.any():
+                return None
+            out = np.where(out == bg, im, out)
+        return out
+
+    return fn
+
+
+def crop_colour(colour: int, inner: bool) -> Fn:
+    """The box of every cell of `colour` (inside its one-cell frame when `inner`): a region marked or framed
+    by one colour."""
+
+    def fn(g: Grid) -> Grid | None:
+        box = bbox(g == colour)
+        if box is None:
+            return None
+        r0, c0, r1, c1 = box
+        if inner:
+            r0, c0, r1, c1 = r0 + 1, c0 + 1, r1 - 1, c1 - 1
+            if r1 <= r0 or c1 <= c0:
+                return None
+        return g[r0:r1, c0:c1]
+
+    return fn
+
+
+def cells(g: Grid) -> list[Grid] | None:
+    """The sub-grids between full rows and columns of one non-background colour (a grid of panels), in reading
+    order; None without such separators."""
+    bg = background(g)
+    rows = [i for i in range(g.shape[0]) if len(set(g[i])) == 1 and g[i, 0] != bg]
+    cols = [j for j in range(g.shape[1]) if len(set(g[:, j])) == 1 and g[0, j] != bg]
+    if not rows and not cols:
+        return None
+    r_cuts = [-1, *rows, g.shape[0]]
+    c_cuts = [-1, *cols, g.shape[1]]
+    panels = [
+        g[a + 1 : b, c + 1 : d]
+        for a, b in zip(r_cuts, r_cuts[1:], strict=False)
+        for c, d in zip(c_cuts, c_cuts[1:], strict=False)
+        if b - a > 1 and d - c > 1
+    ]
+    return panels if len(panels) > 1 else None
+
+
+PANEL_KEYS: dict[str, Callable[[Grid, list[Grid]], float]] = {
+    "unique": lambda p, all_: -sum(q.shape == p.shape and (q == p).all() for q in all_),
+    "most_cells": lambda p, all_: (p != background(p)).sum() if p.size else 0,
+    "fewest_cells": lambda p, all_: -(p != background(p)).sum() if p.size else 0,
+    "most_colours": lambda p, all_: len(np.unique(p)),
+}
+
+
+def pick_panel(key: str) -> Fn:
+    """The one panel that is strictly first by `key` (no answer on a tie)."""
+    score = PANEL_KEYS[key]
+
+    def fn(g: Grid) -> Grid | None:
+        panels = cells(g)
+        if panels is None:
+            return None
+        ranked = sorted(((score(p, panels), i) for i, p in enumerate(panels)), reverse=True)
+        if ranked[0][0] == ranked[1][0]:
+            return None
+        return panels[ranked[0][1]]
+
+    return fn
+
+
+def keep_object(key: str) -> Fn:
+    """The grid with only the object strictly first by `key` left (multicolour, 8-connected), the rest
+    background: noise removal."""
+    score = OBJECT_KEYS[key]
+
+    def fn(g: Grid) -> Grid | None:
+        bg = background(g)
+        objs = label(g, bg, True, False)
+        if len(objs) < 2 or len(objs) > 40:
+            return None
+        ranked = sorted(((score(o, g), i) for i, o in enumerate(objs)), reverse=True)
+        if ranked[0][0] == ranked[1][0]:
+            return None
+        return np.where(objs[ranked[0][1]].mask, g, bg).astype(g.dtype)
+
+    return fn
+
+
 def fill_hidden(hidden: int, part: bool) -> Fn:
     return lambda g: (complete_hidden_part if part else complete)(g, hidden)
 
@@ -186,6 +309,18 @@ def catalogue() -> list[Transform]:
             for by_colour in (False, True):
                 name = f"object_{key}_{'8' if diagonal else '4'}{'_colour' if by_colour else ''}"
                 items.append((name, crop_object(key, diagonal, by_colour)))
+    items += [(f"symmetrize_{k}", symmetrize(k)) for k in ("rows", "cols", "both")]
+    items += [(f"panel_{k}", pick_panel(k)) for k in PANEL_KEYS]
+    items += [(f"keep_{k}", keep_object(k)) for k in ("largest", "smallest")]
+    return [Transform(n, f) for n, f in items]
+
+
+def colour_steps() -> list[Transform]:
+    """Steps with a colour parameter (ten each): tried alone, like the completions, to keep the pairs few."""
+    items: list[tuple[str, Fn]] = []
+    items += [(f"fill_enclosed_{c}", fill_enclosed(c)) for c in range(10)]
+    items += [(f"crop_colour_{c}", crop_colour(c, False)) for c in range(10)]
+    items += [(f"crop_inside_{c}", crop_colour(c, True)) for c in range(10)]
     return [Transform(n, f) for n, f in items]
 
 
