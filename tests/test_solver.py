@@ -28,6 +28,7 @@ KNOWN = {
     "00d62c1b": "fill_enclosed_4",  # holes of shapes filled
     "2dc579da": "panel_unique",  # the panel between separator lines that differs from the others
     "496994bd": "symmetrize_rows",  # a shape made whole by its mirror image
+    "7b6016b9": "fill_enclosed_2 | colours",  # the test's new shape colour keeps itself, as the others do
 }
 
 
@@ -58,7 +59,9 @@ def test_the_hidden_rectangle_alone_is_cut_from_the_completed_picture():
 
 def test_a_colour_map_must_be_one_colour_per_colour_across_demonstrations():
     a, b = np.array([[1, 2]], np.uint8), np.array([[5, 6]], np.uint8)
-    assert fit_colours([a, a], [b, b]) == (-1, 5, 6, -1, -1, -1, -1, -1, -1, -1)
+    assert fit_colours([a, a], [b, b]) == (-1, 5, 6, -1, -1, -1, -1, -1, -1, -1)  # every colour moves
+    kept = fit_colours([a], [np.array([[1, 6]], np.uint8)])  # 1 keeps itself: so do the colours never seen
+    assert kept == (0, 1, 6, 3, 4, 5, 6, 7, 8, 9)
     assert fit_colours([a, a], [b, np.array([[5, 7]], np.uint8)]) is None  # 2 -> 6 and 2 -> 7
     assert fit_colours([a], [np.array([[5]], np.uint8)]) is None  # the shapes differ
 

@@ -54,7 +54,11 @@ class Program:
 
 def fit_colours(outs: Sequence[Grid | None], targets: Sequence[Grid]) -> tuple[int, ...] | None:
     """The one colour map sending every `outs` grid onto its target cell by cell, or None when shapes differ or
-    a colour would need two images. Colours never seen map to -1: `Program.run` refuses them."""
+    a colour would need two images.
+
+    Colours never seen keep themselves when the map keeps some seen colour other than black (a rule that
+    recolours only some colours: 7b6016b9), and map to -1 otherwise (a rule that recolours every colour cannot
+    say what a new one becomes: aabf363d), which `Program.run` refuses."""
     table = [-1] * 10
     for out, target in zip(outs, targets, strict=True):
         if out is None or out.shape != target.shape:
@@ -64,7 +68,8 @@ def fit_colours(outs: Sequence[Grid | None], targets: Sequence[Grid]) -> tuple[i
             if len(dst) != 1 or table[src] not in (-1, int(dst[0])):
                 return None
             table[src] = int(dst[0])
-    return tuple(table)
+    keeps = any(table[c] == c for c in range(1, 10))
+    return tuple(c if t < 0 and keeps else t for c, t in enumerate(table))
 
 
 def explains(outs: Outputs, targets: Sequence[Grid]) -> tuple[bool, tuple[int, ...] | None]:
