@@ -149,3 +149,26 @@ def test_the_background_solver_of_a_run_reaches_its_submission(arc1_train, tmp_p
 def test_solve_tasks_keeps_only_explained_tasks(arc1_train):
     found = solve_tasks({t: arc1_train[t] for t in ("3af2c5a8", "007bbfb7")}, SolverSettings())
     assert list(found) == ["3af2c5a8"] and found["3af2c5a8"]["program"] == "mirror_four"
+
+
+def test_solver_gain_counts_the_tasks_the_solver_adds_to_a_scored_run(run_cli, arc1_train, tmp_path, write):
+    from bench_scripts import bench_module
+
+    ids = ["3c9b0459", "007bbfb7"]
+    challenges = write(tmp_path / "ch.json", {t: arc1_train[t].to_json() for t in ids})
+    truth = write(tmp_path / "sol.json", {t: [p.output.tolist() for p in arc1_train[t].test] for t in ids})
+    assert run_cli("solve", challenges, "-o", tmp_path / "solver.json").rc == 0
+    run = write(tmp_path / "summary.json", {"task_scores": {"3c9b0459": 0.0, "007bbfb7": 1.0}})
+    gain = bench_module("solver_gain")
+    assert gain.main([str(tmp_path / "solver.json"), str(truth), str(run), "-o", str(tmp_path / "g.json")]) == 0
+    row = read_json(tmp_path / "g.json")["runs"][str(run)]
+    assert row | {"tasks": 2} == {
+        "tasks": 2,
+        "model": 0.5,
+        "merged_low": 1.0,
+        "merged_high": 1.0,
+        "added": ["3c9b0459"],
+        "wrong_first": [],
+    }
+    other = write(tmp_path / "other.json", {"task_scores": {"007bbfb7": 1.0}})  # a run without the task
+    assert gain.main([str(tmp_path / "solver.json"), str(truth), str(other)]) == 2
