@@ -160,7 +160,9 @@ def test_solver_gain_counts_the_tasks_the_solver_adds_to_a_scored_run(run_cli, a
     assert run_cli("solve", challenges, "-o", tmp_path / "solver.json").rc == 0
     run = write(tmp_path / "summary.json", {"task_scores": {"3c9b0459": 0.0, "007bbfb7": 1.0}})
     gain = bench_module("solver_gain")
-    assert gain.main([str(tmp_path / "solver.json"), str(truth), str(run), "-o", str(tmp_path / "g.json")]) == 0
+    assert (
+        gain.main([str(tmp_path / "solver.json"), str(truth), str(run), "-o", str(tmp_path / "g.json")]) == 0
+    )
     row = read_json(tmp_path / "g.json")["runs"][str(run)]
     assert row | {"tasks": 2} == {
         "tasks": 2,
