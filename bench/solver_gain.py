@@ -23,12 +23,13 @@ from task_overlap import task_scores
 
 from arcsub.core.data import ArcDataError, load_truth, read_json, write_json_atomic
 from arcsub.core.metrics import score_submission
+from arcsub.solver.run import programs_path
 
 
 def first_attempt_scores(solver_sub: Path, solutions: Path) -> dict[str, float]:
     """Per task the solver explained (named in its .programs.json), the share of test outputs its attempt_1
     gets right."""
-    programs = read_json(solver_sub.with_name(solver_sub.name.removesuffix(".json") + ".programs.json"))
+    programs = read_json(programs_path(solver_sub))
     sub = read_json(solver_sub)
     only_first = {t: [{**e, "attempt_2": e["attempt_1"]} for e in sub[t]] for t in programs}
     truth = load_truth(solutions)

@@ -38,7 +38,7 @@ def _add_solve(p: argparse.ArgumentParser) -> None:
 def _run_solve(args: argparse.Namespace) -> int:
     from arcsub.core.combine import answers_of, combine
     from arcsub.core.metrics import score_submission
-    from arcsub.solver.run import SolverSettings, solve_tasks
+    from arcsub.solver.run import SolverSettings, programs_path, solve_tasks
 
     out = check_output_path(args.out)
     tasks = load_tasks(resolve_path(args.challenges))
@@ -50,8 +50,7 @@ def _run_solve(args: argparse.Namespace) -> int:
     found = solve_tasks(tasks, SolverSettings(True, args.seconds_per_task, args.depth))
     seconds = time.monotonic() - t0
     write_submission(out, build_submission(tasks, combine(answers_of(found), model)))
-    programs = out.with_name(out.name.removesuffix(".json") + ".programs.json")
-    write_json_atomic(programs, {t: item["program"] for t, item in found.items()}, indent=1)
+    write_json_atomic(programs_path(out), {t: item["program"] for t, item in found.items()}, indent=1)
     res = {"tasks": len(tasks), "explained": len(found), "seconds": round(seconds, 1), "submission": str(out)}
     if args.solutions:
         scored = score_submission(read_json(out), load_truth(args.solutions), out)

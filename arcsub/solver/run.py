@@ -35,6 +35,11 @@ class SolverSettings:
     depth: int = 2
 
 
+def programs_path(submission: Path) -> Path:
+    """Where `arcsub solve` writes the program found per task: beside its submission, `<name>.programs.json`."""
+    return submission.with_name(submission.name.removesuffix(".json") + ".programs.json")
+
+
 def solve_tasks(
     tasks: Mapping[str, Task],
     settings: SolverSettings,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arcsub.core.data import Grid, Task
+from arcsub.solver.local_rule import SHAPES, LocalRule, fit_local_rule
 from arcsub.solver.transforms import Transform, catalogue, colour_steps, completions
 
 Outputs = tuple["Grid | None", ...]
@@ -24,14 +25,15 @@ Outputs = tuple["Grid | None", ...]
 @dataclass(frozen=True)
 class Program:
     """Steps applied in order, then `colours` (a 10-entry lookup table, -1 for colours the demonstrations never
-    showed) when not None."""
+    showed) when not None, or a learned local rule when not None."""
 
     steps: tuple[Transform, ...]
     colours: tuple[int, ...] | None = None
+    rule: LocalRule | None = None
 
     @property
     def name(self) -> str:
-        text = " | ".join(s.name for s in self.steps)
+        text = " | ".join(s.name for s in (*self.steps, *([self.rule] if self.rule else [])))
         if self.colours is not None:
             moved = {i: c for i, c in enumerate(self.colours) if c >= 0 and i != c}
             text += f" | colours {moved}"
@@ -49,7 +51,7 @@ class Program:
             if (mapped < 0).any():
                 return None
             grid = mapped.astype(np.uint8)
-        return grid
+        return grid if self.rule is None else self.rule(grid)
 
 
 def fit_colours(outs: Sequence[Grid | None], targets: Sequence[Grid]) -> tuple[int, ...] | None:
@@ -126,6 +128,23 @@ def programs(
             seen.add(_key(more))
             second.append(((*chain, step), more))
     yield from _explaining(second, targets, n)
+    yield from _local_rules(first, inputs, targets, n)
+
+
+def _local_rules(
+    found: list[tuple[tuple[Transform, ...], Outputs]], inputs: Outputs, targets: list[Grid], n: int
+) -> Iterator[Program]:
+    """One step that keeps every grid's size (identity, a mirror, a completion), then a learned local rule:
+    after every fixed program, since a lookup table fits more than a rule does. Not after a crop: a table
+    over a few cropped cells fits by chance (5614dbcf, the one wrong answer on the training sets)."""
+    for shape in SHAPES:
+        for chain, outs in found:
+            if all(o.shape == i.shape for o, i in zip(outs, inputs, strict=True)) and all(
+                o.shape == t.shape for o, t in zip(outs[:n], targets, strict=True)
+            ):
+                rule = fit_local_rule(list(outs[:n]), targets, shape)
+                if rule is not None:
+                    yield Program(chain, rule=rule)
 
 
 def _explaining(

@@ -73,6 +73,17 @@ def dedupe_lines(g: Grid) -> Grid:
     return g[:, cols]
 
 
+def self_kron(inverse: bool) -> Fn:
+    """The grid placed in every cell where it is not black (or, `inverse`, where it is), black elsewhere: the
+    fractal of 007bbfb7. Black, not the commonest colour, as in `overlay`."""
+
+    def fn(g: Grid) -> Grid:
+        where = (g == 0) if inverse else (g != 0)
+        return np.kron(where.astype(g.dtype), g)
+
+    return fn
+
+
 def tile(rows: int, cols: int) -> Fn:
     return lambda g: np.tile(g, (rows, cols))
 
@@ -298,6 +309,7 @@ def catalogue() -> list[Transform]:
     items += [("crop_content", crop_content), ("dedupe_lines", dedupe_lines), ("mask", keep_colour_mask)]
     items += [(f"upscale{k}", upscale(k)) for k in (2, 3, 4, 5)]
     items += [(f"downscale{k}", downscale(k)) for k in (2, 3, 4, 5)]
+    items += [("self_kron", self_kron(False)), ("self_kron_inverse", self_kron(True))]
     items += [(f"tile{r}x{c}", tile(r, c)) for r, c in ((1, 2), (2, 1), (2, 2), (3, 3), (1, 3), (3, 1))]
     items += [
         (f"mirror_{lay}", mirror_tile(lay)) for lay in ("right", "left", "down", "up", "four", "four_rot")
