@@ -31,6 +31,8 @@ KNOWN = {
     "7b6016b9": "fill_enclosed_2 | colours",  # the test's new shape colour keeps itself, as the others do
     "007bbfb7": "self_kron",  # the grid placed where it has cells
     "4258a5f9": "identity | local_counts",  # a learned local rule: cells next to grey turn blue
+    "1e0a9b12": "gravity_down",  # loose cells fall
+    "ded97339": "connect",  # lines between marks of one colour in a row or a column
 }
 
 

@@ -299,6 +299,61 @@ def keep_object(key: str) -> Fn:
     return fn
 
 
+def gravity(direction: str) -> Fn:
+    """Every non-background cell slid as far as it goes towards one side, in its order: loose cells falling."""
+    turns = {"down": 0, "right": 1, "up": 2, "left": 3}[direction]
+
+    def fn(g: Grid) -> Grid:
+        bg = background(g)
+        r = np.rot90(g, turns)  # the side to fall towards becomes the bottom
+        out = np.full_like(r, bg)
+        for j in range(r.shape[1]):
+            col = r[:, j][r[:, j] != bg]
+            if len(col):
+                out[-len(col) :, j] = col
+        return np.rot90(out, -turns)
+
+    return fn
+
+
+def connect() -> Fn:
+    """Background cells between two cells of one colour in a row or a column painted that colour: lines drawn
+    between matching marks. Not in other colours: with a colour map after it, that form explained aabf363d's
+    demonstrations by chance."""
+
+    def fn(g: Grid) -> Grid | None:
+        bg = background(g)
+        out = g.copy()
+        for grid, view in ((g, out), (g.T, out.T)):
+            for i, row in enumerate(grid):
+                for c in set(row.tolist()) - {bg}:
+                    idx = np.flatnonzero(row == c)
+                    for a, b in zip(idx, idx[1:], strict=False):
+                        gap = row[a + 1 : b]
+                        if len(gap) and (gap == bg).all():
+                            view[i, a + 1 : b] = c
+        return None if (out == g).all() else out
+
+    return fn
+
+
+def colour_by_count(most: bool) -> Fn:
+    """The 1x1 grid of the commonest (or rarest) non-background colour; no answer on a tie."""
+
+    def fn(g: Grid) -> Grid | None:
+        counts = np.bincount(g.ravel(), minlength=10)
+        counts[background(g)] = 0
+        present = [(n, c) for c, n in enumerate(counts.tolist()) if n]
+        if not present:
+            return None
+        present.sort(reverse=most)
+        if len(present) > 1 and present[0][0] == present[1][0]:
+            return None
+        return np.array([[present[0][1]]], dtype=g.dtype)
+
+    return fn
+
+
 def fill_hidden(hidden: int, part: bool) -> Fn:
     return lambda g: (complete_hidden_part if part else complete)(g, hidden)
 
@@ -324,6 +379,9 @@ def catalogue() -> list[Transform]:
     items += [(f"symmetrize_{k}", symmetrize(k)) for k in ("rows", "cols", "both")]
     items += [(f"panel_{k}", pick_panel(k)) for k in PANEL_KEYS]
     items += [(f"keep_{k}", keep_object(k)) for k in ("largest", "smallest")]
+    items += [(f"gravity_{d}", gravity(d)) for d in ("down", "up", "left", "right")]
+    items += [("connect", connect()), ("commonest_colour", colour_by_count(True))]
+    items += [("rarest_colour", colour_by_count(False))]
     return [Transform(n, f) for n, f in items]
 
 
