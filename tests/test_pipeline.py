@@ -51,6 +51,7 @@ def test_pipeline_ttft_predict_score_and_resume(model_dir, arc1_eval_files, tmp_
     assert set(manifest["tasks"]) == set(ids)
     preds = json.loads((out / "predictions.json").read_text())
     assert all(len(preds[t][0]) == 2 for t in ids)  # 2 views per test input, all kept
+    assert set(json.loads((out / "solver_answers.json").read_text())) <= set(ids)  # the solver ran beside
     # a rerun finds every task done: nothing is recomputed and the submission stays the same
     before = (out / "submission.json").read_text()
     again = run_pipeline(challenges, out, cfg, solutions, ids)

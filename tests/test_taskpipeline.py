@@ -48,6 +48,8 @@ def test_dry_run_trains_on_demonstrations_only_and_scores(arc1_eval_files, tmp_p
     assert sorted(summary["task_scores"]) == sorted(ids)  # which tasks it solved, for bench/task_overlap.py
     assert set(summary["stage_seconds"]) == {"train", "predict"}
     assert summary["model"].endswith("task-model/model")
+    solver = read_json(out / "solver_answers.json")  # the background solver ran on the run's tasks
+    assert set(solver) <= set(ids) and sorted(read_json(out / "solver_challenges.json")) == sorted(ids)
     seen = read_json(out / "test_challenges.json")  # what training read of the test tasks
     assert sorted(seen) == sorted(ids)
     assert all("output" not in p for t in seen.values() for p in t["test"])
