@@ -37,8 +37,10 @@ def neighbourhoods(grid: Grid, shape: str) -> list[bytes]:
     return [r.tobytes() for r in rows]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LocalRule:
+    """A fitted rule: the neighbourhood `shape` and the table from neighbourhoods to output colours."""
+
     shape: str
     table: dict[bytes, int]
 

@@ -2,7 +2,8 @@
 
 The pipelines start it beside training (`start_solver`), at low priority on the CPU, so it costs the GPU
 nothing; it writes `solver_answers.json` atomically when done, and every later merge of the submission
-(`arcsub.core.runs.merge_attempts`, by `arcsub.core.combine`) puts its answers first. A run that ends before it does simply has none.
+(`arcsub.core.runs.merge_attempts`, by `arcsub.core.combine`) puts its answers first. A run that ends before
+it does simply has none.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 A program is one or two transformations of `arcsub.solver.transforms`, then optionally a colour map learned
 from the demonstrations (each colour of the program's output goes to one colour of the expected output, the
-same in every demonstration). Programs are tried simple first: one step before two, without a colour map
-before with one, and the first programs' distinct test answers are the solver's attempts.
+same in every demonstration), or one size-keeping step and a learned local rule (`arcsub.solver.local_rule`).
+Programs are tried simple first: one step before two, without a colour map before with one, local rules last;
+the first programs' distinct test answers are the solver's attempts.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def _local_rules(
 ) -> Iterator[Program]:
     """One step that keeps every grid's size (identity, a mirror, a completion), then a learned local rule:
     after every fixed program, since a lookup table fits more than a rule does. Not after a crop: a table
-    over a few cropped cells fits by chance (5614dbcf, the one wrong answer on the training sets)."""
+    over a few cropped cells fits by chance (5614dbcf answered wrongly so on the training sets)."""
     for shape in SHAPES:
         for chain, outs in found:
             if all(o.shape == i.shape for o, i in zip(outs, inputs, strict=True)) and all(

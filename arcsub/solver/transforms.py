@@ -182,10 +182,10 @@ def fill_enclosed(colour: int) -> Fn:
 
     def fn(g: Grid) -> Grid | None:
         bg = background(g)
-        open_bg = [o for o in label(np.where(g == bg, 1, 0).astype(np.uint8), 0, False, True)]
+        regions = label((g == bg).astype(np.uint8), 0, False, True)  # the background's connected regions
         holes = np.zeros(g.shape, dtype=bool)
         h, w = g.shape
-        for o in open_bg:
+        for o in regions:
             r0, c0, r1, c1 = o.box
             if r0 > 0 and c0 > 0 and r1 < h and c1 < w:
                 holes |= o.mask
