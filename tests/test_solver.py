@@ -184,3 +184,20 @@ def test_solver_gain_counts_the_tasks_the_solver_adds_to_a_scored_run(run_cli, a
     }
     other = write(tmp_path / "other.json", {"task_scores": {"05269061": 1.0}})  # a run without the task
     assert gain.main([str(tmp_path / "solver.json"), str(truth), str(other)]) == 2
+
+
+def test_a_task_whose_search_fails_is_left_out_and_the_others_keep_their_answers(
+    arc1_train, monkeypatch, caplog
+):
+    from arcsub.solver import run
+
+    real = run.solve
+
+    def failing(task, **kw):
+        if task.id == "3c9b0459":
+            raise IndexError("a bug on an odd grid")
+        return real(task, **kw)
+
+    monkeypatch.setattr(run, "solve", failing)
+    found = solve_tasks({t: arc1_train[t] for t in ("3c9b0459", "3af2c5a8")}, SolverSettings())
+    assert list(found) == ["3af2c5a8"] and "task 3c9b0459 failed" in caplog.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from arcsub.solver.run import SolverSettings, write_answers
+from arcsub.solver.run import SolverSettings, lower_priority, write_answers
 
 
 def main() -> None:
@@ -15,6 +15,7 @@ def main() -> None:
     p.add_argument("--seconds-per-task", type=float, default=SolverSettings.seconds_per_task)
     p.add_argument("--depth", type=int, default=SolverSettings.depth)
     a = p.parse_args()
+    lower_priority()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     write_answers(a.challenges, a.out_dir, SolverSettings(True, a.seconds_per_task, a.depth))
 
