@@ -33,6 +33,8 @@ KNOWN = {
     "4258a5f9": "identity | local_counts",  # a learned local rule: cells next to grey turn blue
     "1e0a9b12": "gravity_down",  # loose cells fall
     "ded97339": "connect",  # lines between marks of one colour in a row or a column
+    "6e82a1ae": "identity | recolour_by_area_4",  # each shape coloured by its size
+    "08ed6ac7": "identity | recolour_by_size_rank_4",  # bars coloured by their length's rank
 }
 
 

@@ -2,7 +2,8 @@
 
 A program is one or two transformations of `arcsub.solver.transforms`, then optionally a colour map learned
 from the demonstrations (each colour of the program's output goes to one colour of the expected output, the
-same in every demonstration), or one size-keeping step and a learned local rule (`arcsub.solver.local_rule`).
+same in every demonstration), or one size-keeping step and a learned local rule (`arcsub.solver.local_rule`)
+or object rule (`arcsub.solver.object_rule`).
 Programs are tried simple first: one step before two, without a colour map before with one, local rules last;
 the first programs' distinct test answers are the solver's attempts.
 """
@@ -18,6 +19,7 @@ import numpy as np
 
 from arcsub.core.data import Grid, Task
 from arcsub.solver.local_rule import SHAPES, LocalRule, fit_local_rule
+from arcsub.solver.object_rule import FEATURES, ObjectRule, fit_object_rule
 from arcsub.solver.transforms import Transform, catalogue, colour_steps, completions
 
 Outputs = tuple["Grid | None", ...]
@@ -26,11 +28,11 @@ Outputs = tuple["Grid | None", ...]
 @dataclass(frozen=True)
 class Program:
     """Steps applied in order, then `colours` (a 10-entry lookup table, -1 for colours the demonstrations never
-    showed) when not None, or a learned local rule when not None."""
+    showed) when not None, or a learned local or object rule when not None."""
 
     steps: tuple[Transform, ...]
     colours: tuple[int, ...] | None = None
-    rule: LocalRule | None = None
+    rule: LocalRule | ObjectRule | None = None
 
     @property
     def name(self) -> str:
@@ -138,12 +140,21 @@ def _local_rules(
     """One step that keeps every grid's size (identity, a mirror, a completion), then a learned local rule:
     after every fixed program, since a lookup table fits more than a rule does. Not after a crop: a table
     over a few cropped cells fits by chance (5614dbcf answered wrongly so on the training sets)."""
+    same_size = [
+        (chain, outs)
+        for chain, outs in found
+        if all(o.shape == i.shape for o, i in zip(outs, inputs, strict=True))
+        and all(o.shape == t.shape for o, t in zip(outs[:n], targets, strict=True))
+    ]
     for shape in SHAPES:
-        for chain, outs in found:
-            if all(o.shape == i.shape for o, i in zip(outs, inputs, strict=True)) and all(
-                o.shape == t.shape for o, t in zip(outs[:n], targets, strict=True)
-            ):
-                rule = fit_local_rule(list(outs[:n]), targets, shape)
+        for chain, outs in same_size:
+            rule = fit_local_rule(list(outs[:n]), targets, shape)
+            if rule is not None:
+                yield Program(chain, rule=rule)
+    for feature in FEATURES:  # then objects recoloured by a property
+        for diagonal in (False, True):
+            for chain, outs in same_size:
+                rule = fit_object_rule(list(outs[:n]), targets, diagonal, feature)
                 if rule is not None:
                     yield Program(chain, rule=rule)
 
