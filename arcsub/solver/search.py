@@ -4,7 +4,7 @@ A program is one or two transformations of `arcsub.solver.transforms`, then opti
 from the demonstrations (each colour of the program's output goes to one colour of the expected output, the
 same in every demonstration), or one size-keeping step and a learned local rule (`arcsub.solver.local_rule`)
 or object rule (`arcsub.solver.object_rule`).
-Programs are tried simple first: one step before two, without a colour map before with one, local rules last;
+Programs are tried simple first: one step before two, without a colour map before with one, learned rules last;
 the first programs' distinct test answers are the solver's attempts.
 """
 
@@ -131,15 +131,16 @@ def programs(
             seen.add(_key(more))
             second.append(((*chain, step), more))
     yield from _explaining(second, targets, n)
-    yield from _local_rules(first, inputs, targets, n)
+    yield from _learned_rules(first, inputs, targets, n)
 
 
-def _local_rules(
+def _learned_rules(
     found: list[tuple[tuple[Transform, ...], Outputs]], inputs: Outputs, targets: list[Grid], n: int
 ) -> Iterator[Program]:
-    """One step that keeps every grid's size (identity, a mirror, a completion), then a learned local rule:
-    after every fixed program, since a lookup table fits more than a rule does. Not after a crop: a table
-    over a few cropped cells fits by chance (5614dbcf answered wrongly so on the training sets)."""
+    """One step that keeps every grid's size (identity, a mirror, a completion), then a learned local rule, then
+    a learned object rule: after every fixed program, since a lookup table fits more than a rule does. Not
+    after a crop: a table over a few cropped cells fits by chance (5614dbcf answered wrongly so on the training
+    sets)."""
     same_size = [
         (chain, outs)
         for chain, outs in found
