@@ -21,6 +21,8 @@ Fn = Callable[[Grid], "Grid | None"]
 
 @dataclass(frozen=True)
 class Transform:
+    """A named step; its output counts only as a valid ARC grid (2-D, non-empty, at most 30 a side)."""
+
     name: str
     fn: Fn
 
