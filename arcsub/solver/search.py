@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arcsub.core.data import Grid, Task
+from arcsub.core.data import Grid, Task, grids_equal
 from arcsub.solver.local_rule import SHAPES, LocalRule, fit_local_rule
 from arcsub.solver.object_rule import FEATURES, ObjectRule, fit_object_rule
 from arcsub.solver.transforms import Transform, catalogue, colour_steps, completions
@@ -95,6 +95,18 @@ def _apply(step: Transform, grids: Outputs) -> Outputs:
     return tuple(None if g is None else step(g) for g in grids)
 
 
+def _fresh(outs: Outputs, seen: set[tuple]) -> bool:
+    """True (and `outs` remembered) when the step ran on every grid and no earlier program gave these grids:
+    a program whose outputs repeat an earlier one's can only explain what that one did."""
+    if any(o is None for o in outs):
+        return False
+    key = _key(outs)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
 def programs(
     task: Task, depth: int = 2, deadline: float = math.inf, clock: Callable[[], float] = time.monotonic
 ) -> Iterator[Program]:
@@ -110,10 +122,8 @@ def programs(
         if clock() > deadline:
             break
         outs = _apply(step, inputs)
-        if any(o is None for o in outs) or _key(outs) in seen:
-            continue
-        seen.add(_key(outs))
-        first.append(((step,), outs))
+        if _fresh(outs, seen):
+            first.append(((step,), outs))
     yield from _explaining(first, targets, n)
     if depth < 2:
         return
@@ -122,14 +132,14 @@ def programs(
         if chain[0] not in steps or clock() > deadline:  # completions are not composed: slow, rarely chained
             continue
         for step in steps[1:]:
-            demo = _apply(step, outs[:1])
-            if demo[0] is None or demo[0].shape != targets[0].shape:
+            head = step(
+                outs[0]
+            )  # the first demonstration decides most pairs: the rest only if its shape fits
+            if head is None or head.shape != targets[0].shape:
                 continue
-            more = _apply(step, outs)
-            if any(o is None for o in more) or _key(more) in seen:
-                continue
-            seen.add(_key(more))
-            second.append(((*chain, step), more))
+            more = (head, *_apply(step, outs[1:]))
+            if _fresh(more, seen):
+                second.append(((*chain, step), more))
     yield from _explaining(second, targets, n)
     yield from _learned_rules(first, inputs, targets, n)
 
@@ -191,7 +201,7 @@ def solve(
             continue
         first = first or program.name
         for ours, out in zip(answers, outs, strict=True):
-            if len(ours) < attempts and not any(a.shape == out.shape and (a == out).all() for a in ours):
+            if len(ours) < attempts and not any(grids_equal(a, out) for a in ours):
                 ours.append(out)
         if all(len(a) >= attempts for a in answers):
             break

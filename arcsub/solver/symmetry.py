@@ -20,6 +20,11 @@ from arcsub.solver.objects import bbox
 MIN_OVERLAP = 0.25  # a symmetry must be checked on at least this share of the grid's cells
 
 
+def _need(h: int, w: int) -> int:
+    """The fewest cells a symmetry of an h x w grid must keep inside, and be checked on."""
+    return max(4, int(MIN_OVERLAP * h * w))
+
+
 def _maps(h: int, w: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Candidate symmetries as (row, column) images of every cell, each possibly outside the grid.
 
@@ -50,7 +55,7 @@ def _maps(h: int, w: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
 def _overlapping_maps(h: int, w: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """The candidate symmetries of an h x w grid that keep at least MIN_OVERLAP of its cells inside, as flat
     (source, image) cell indices. Cached by shape: demonstrations and test inputs of a task often share one."""
-    need = max(4, int(MIN_OVERLAP * h * w))
+    need = _need(h, w)
     kept = []
     for rr, cc in _maps(h, w):
         inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
@@ -63,7 +68,7 @@ def symmetries(grid: Grid, known: np.ndarray) -> list[tuple[np.ndarray, np.ndarr
     """The symmetries that hold on every known cell whose image is known, checked on enough cells, as flat
     (source, image) cell indices."""
     h, w = grid.shape
-    need = max(4, int(MIN_OVERLAP * h * w))
+    need = _need(h, w)
     flat, seen = grid.ravel(), known.ravel()
     found = []
     for src, dst in _overlapping_maps(h, w):

@@ -157,6 +157,13 @@ OBJECT_KEYS: dict[str, Callable[[Obj, Grid], float]] = {
 }
 
 
+def strictly_first(scores: list[float]) -> int | None:
+    """The index of the one highest score, or None on a tie: a selector that cannot tell two candidates apart
+    gives no answer rather than a guess."""
+    best = max(scores)
+    return None if scores.count(best) > 1 else scores.index(best)
+
+
 def crop_object(key: str, diagonal: bool, by_colour: bool) -> Fn:
     """The box of the one object that is strictly first by `key` (no answer on a tie)."""
     score = OBJECT_KEYS[key]
@@ -165,10 +172,8 @@ def crop_object(key: str, diagonal: bool, by_colour: bool) -> Fn:
         objs = label(g, background(g), diagonal, by_colour)
         if not objs or len(objs) > 40:
             return None
-        ranked = sorted(((score(o, g), i) for i, o in enumerate(objs)), reverse=True)
-        if len(ranked) > 1 and ranked[0][0] == ranked[1][0]:
-            return None
-        return objs[ranked[0][1]].crop(g)
+        i = strictly_first([score(o, g) for o in objs])
+        return None if i is None else objs[i].crop(g)
 
     return fn
 
@@ -275,10 +280,8 @@ def pick_panel(key: str) -> Fn:
         panels = cells(g)
         if panels is None:
             return None
-        ranked = sorted(((score(p, panels), i) for i, p in enumerate(panels)), reverse=True)
-        if ranked[0][0] == ranked[1][0]:
-            return None
-        return panels[ranked[0][1]]
+        i = strictly_first([score(p, panels) for p in panels])
+        return None if i is None else panels[i]
 
     return fn
 
@@ -293,10 +296,8 @@ def keep_object(key: str) -> Fn:
         objs = label(g, bg, True, False)
         if len(objs) < 2 or len(objs) > 40:
             return None
-        ranked = sorted(((score(o, g), i) for i, o in enumerate(objs)), reverse=True)
-        if ranked[0][0] == ranked[1][0]:
-            return None
-        return np.where(objs[ranked[0][1]].mask, g, bg).astype(g.dtype)
+        i = strictly_first([score(o, g) for o in objs])
+        return None if i is None else np.where(objs[i].mask, g, bg).astype(g.dtype)
 
     return fn
 
