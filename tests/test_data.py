@@ -18,6 +18,7 @@ from arcsub.core.data import (
     load_pairs,
     load_solutions,
     load_tasks,
+    load_truth,
     read_json,
     to_grid,
 )
@@ -51,6 +52,22 @@ def test_compressed_challenges_find_their_compressed_solutions(arc1_train, tmp_p
         )
     assert sorted(load_solutions(sol, tasks)) == sorted(challenges)
     assert read_json(ch) == challenges
+
+
+def test_data_paths_name_the_data_folder_in_every_reader(arc1_train, tmp_path, monkeypatch):
+    """`data:` works wherever a file is read (the issue's `dry-run --challenges data:arc-agi-2/...` once said
+    'file not found' on the GPU machine), and the data folder is $ARCSUB_DATA when set."""
+    challenges, solutions = real_slice(arc1_train)
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "x_challenges.json").write_text(json.dumps(challenges))
+    (tmp_path / "set" / "x_solutions.json").write_text(json.dumps(solutions))
+    monkeypatch.setenv("ARCSUB_DATA", str(tmp_path))
+    tasks = load_tasks("data:set/x_challenges.json", solutions="auto")
+    assert sorted(tasks) == sorted(challenges) and all(t.has_solutions for t in tasks.values())
+    assert sorted(load_truth("data:set/x_solutions.json")) == sorted(challenges)
+    assert read_json("data:set/x_challenges.json") == challenges
+    with pytest.raises(ArcDataError, match=f"{tmp_path}/set/missing.json: file not found"):
+        read_json("data:set/missing.json")
 
 
 def test_compressed_pairs_and_generated_sets(arc1_train, tmp_path):

@@ -31,6 +31,8 @@ def test_dry_run_trains_on_demonstrations_only_and_scores(arc1_eval_files, tmp_p
     rc = main(
         [
             "dry-run",  # the task pipeline is the default
+            "--challenges",  # the form: a 'data:' path, its solutions the sibling file
+            "data:arc-agi-1/arc-agi_evaluation_challenges.json",
             "--tasks",
             "2",
             "-o",

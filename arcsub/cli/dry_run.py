@@ -15,7 +15,12 @@ def _add_dry_run(p: argparse.ArgumentParser) -> None:
     from arcsub.core.data import dataset_files
 
     c, s = dataset_files("arc-agi-1", "evaluation")
-    p.add_argument("--challenges", default=str(c), help="challenges JSON (default: ARC-AGI-1 evaluation)")
+    p.add_argument(
+        "--challenges",
+        default=str(c),
+        help="challenges JSON or a 'data:' path like data:arc-agi-2/arc-agi_evaluation_challenges.json "
+        "(default: ARC-AGI-1 evaluation)",
+    )
     p.add_argument(
         "--solutions",
         default=None,
@@ -48,7 +53,7 @@ def _has_cuda() -> bool:
 def _run_dry_run(args: argparse.Namespace) -> int:
     import importlib
 
-    from arcsub.core.data import load_tasks, pick_task_ids, subset
+    from arcsub.core.data import load_tasks, pick_task_ids, resolve_path, subset
     from arcsub.core.runs import check_run_inputs, format_summary, json_summary, pick_dry_run_tasks
     from arcsub.lm.pipeline import default_model_dir
 
@@ -62,7 +67,7 @@ def _run_dry_run(args: argparse.Namespace) -> int:
         config = str(repo_root() / "configs" / cpu_config)
         print(f"no GPU: using {config} (small budgets)", file=sys.stderr)
     cfg = pipeline.load_pipeline_config(config, args.overrides)
-    challenges = Path(args.challenges)
+    challenges = resolve_path(args.challenges)  # 'data:arc-agi-2/...' as in the configs
     solutions = args.solutions
     if solutions is None:
         sib = challenges.with_name(challenges.name.replace("_challenges", "_solutions"))

@@ -182,8 +182,8 @@ def json_stem(path: str | os.PathLike) -> str:
 
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file, xz- or gzip-compressed by suffix; a missing, corrupt or malformed file becomes one
-    ArcDataError line."""
-    p = Path(path)
+    ArcDataError line. A 'data:' path names a file of the shared data folder (resolve_path)."""
+    p = resolve_path(path)
     if not p.exists():
         raise ArcDataError(f"{p}: file not found")
     if p.is_dir():
@@ -355,9 +355,9 @@ def load_tasks(path: str | os.PathLike, solutions: str | os.PathLike | None = No
 
     `solutions` (a Kaggle solutions file) fills the test outputs. A Kaggle challenges file named
     `*_challenges.json` picks up its sibling `*_solutions.json` only when asked (`solutions="auto"`); a
-    compressed one (`*_challenges.json.xz`, `.gz`) its sibling with the same suffix.
+    compressed one (`*_challenges.json.xz`, `.gz`) its sibling with the same suffix. Both may be 'data:' paths.
     """
-    p = Path(path)
+    p = resolve_path(path)
     if p.is_dir():
         tasks = load_task_folder(p)
     else:
@@ -397,7 +397,7 @@ def holds_tasks(obj: Any) -> bool:
 def load_truth(path: str | os.PathLike) -> dict[str, list[Grid]]:
     """The true test outputs: a Kaggle solutions file, or tasks that carry their test outputs inline (a task
     file, a challenges-form file or a folder of task files), so an ARC-like set scores as it ships."""
-    p = Path(path)
+    p = resolve_path(path)
     if p.is_dir() or holds_tasks(read_json(p)):
         truth = inline_solutions(load_tasks(p))
         if truth is None:
