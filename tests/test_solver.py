@@ -14,6 +14,7 @@ from arcsub.core.combine import SOLVER_FILE, combine, combine_entry
 from arcsub.core.data import grids_equal, load_tasks, read_json
 from arcsub.core.runs import merge_attempts, start_run
 from arcsub.core.submission import load_submission
+from arcsub.solver.local_rule import OUTSIDE, first_seen
 from arcsub.solver.run import SolverSettings, solve_tasks, start_solver, wait_solver
 from arcsub.solver.search import fit_colours, programs, solve
 from arcsub.solver.symmetry import complete, complete_hidden_part
@@ -35,6 +36,12 @@ KNOWN = {
     "ded97339": "connect",  # lines between marks of one colour in a row or a column
     "6e82a1ae": "identity | recolour_by_area_4",  # each shape coloured by its size
     "08ed6ac7": "identity | recolour_by_size_rank_4",  # bars coloured by their length's rank
+    "2281f1f4": "identity | local_rays",  # red where a cell sees grey straight up and straight right
+}
+# tasks where simpler programs fit the demonstrations but cannot answer the test: the answer comes from a later one
+LATER = {
+    "6d75e8bb": "identity | local_lines",  # a shape's box filled: black cells whose row and column hold it
+    "810b9b61": "identity | recolour_by_holes_4",  # closed loops green, open strokes kept
 }
 
 
@@ -47,6 +54,25 @@ def test_the_search_finds_the_simplest_program_and_answers_the_test(arc1_train, 
     assert name == first.name
     for pair, ours in zip(task.test, answers, strict=True):
         assert 1 <= len(ours) <= 2 and grids_equal(ours[0], pair.output)
+
+
+@pytest.mark.parametrize("tid", sorted(LATER))
+def test_a_program_that_cannot_answer_the_test_gives_way_to_the_next(arc1_train, tid):
+    task = arc1_train[tid]
+    assert not next(programs(task)).name.startswith(LATER[tid])
+    name, answers = solve(task)
+    assert name == LATER[tid]
+    for pair, ours in zip(task.test, answers, strict=True):
+        assert grids_equal(ours[0], pair.output)
+
+
+def test_rays_see_the_first_coloured_cell_in_each_direction_and_outside_past_the_border():
+    grid = np.array([[0, 1, 0, 0], [2, 0, 0, 3], [0, 0, 0, 0]], dtype=np.uint8)
+    x = OUTSIDE
+    assert first_seen(grid, -1, 0).tolist() == [[x, x, x, x], [x, 1, x, x], [2, 1, x, 3]]  # looking up
+    assert first_seen(grid, 1, 0).tolist() == [[2, x, x, 3], [x, x, x, x], [x, x, x, x]]  # looking down
+    assert first_seen(grid, 0, -1).tolist() == [[x, x, 1, 1], [x, 2, 2, 2], [x, x, x, x]]  # looking left
+    assert first_seen(grid, 0, 1).tolist() == [[1, x, x, x], [3, 3, 3, x], [x, x, x, x]]  # looking right
 
 
 def test_symmetry_completion_fills_the_hidden_cells_of_a_real_task(arc1_train):

@@ -1,5 +1,5 @@
 """A learned object rule: every object is recoloured by one of its properties (its size, its shape, its size
-rank, whether it touches the border), read off the demonstrations as a lookup table.
+rank, whether it touches the border, how many holes it encloses), read off the demonstrations as a lookup table.
 
 ARC's "colour each shape by how big it is" tasks. The demonstrations must show each object turned wholly into
 one colour, the same colour for the same property everywhere, and the background unchanged; a test object
@@ -33,11 +33,21 @@ def _touches_border(o: Obj, objs: list[Obj], g: Grid) -> bool:
     return r0 == 0 or c0 == 0 or r1 == g.shape[0] or c1 == g.shape[1]
 
 
+def _holes(o: Obj, objs: list[Obj], g: Grid) -> int:
+    """How many enclosed regions the object's cells surround (4-connected cells of anything else that do not
+    reach the edge of its box)."""
+    r0, c0, r1, c1 = o.box
+    outside = np.pad(~o.mask[r0:r1, c0:c1], 1, constant_values=True).astype(np.uint8)
+    regions = label(outside, 0, False, True)
+    return sum(1 for region in regions if not region.mask[0].any() and not region.mask[:, 0].any())
+
+
 FEATURES: dict[str, Feature] = {  # tried in this order
     "area": lambda o, objs, g: o.area,
     "size_rank": _rank,
     "shape": _shape,
     "border": _touches_border,
+    "holes": _holes,
 }
 
 
