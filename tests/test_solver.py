@@ -14,6 +14,7 @@ from arcsub.core.combine import SOLVER_FILE, combine, combine_entry
 from arcsub.core.data import grids_equal, load_tasks, read_json
 from arcsub.core.runs import merge_attempts, start_run
 from arcsub.core.submission import load_submission
+from arcsub.solver.feature_rule import FEATURE_NAMES, fit_feature_rules
 from arcsub.solver.local_rule import OUTSIDE, first_seen
 from arcsub.solver.run import SolverSettings, solve_tasks, start_solver, wait_solver
 from arcsub.solver.search import fit_colours, programs, solve
@@ -42,6 +43,8 @@ KNOWN = {
 LATER = {
     "6d75e8bb": "identity | local_lines",  # a shape's box filled: black cells whose row and column hold it
     "810b9b61": "identity | recolour_by_holes_4",  # closed loops green, open strokes kept
+    "25ff71a9": "identity | local_cell+at-1+0",  # a shift down: each cell takes the colour above it
+    "d037b0a7": "identity | local_cell+ray-1+0",  # colours drip down: a black cell takes the first colour above
 }
 
 
@@ -64,6 +67,18 @@ def test_a_program_that_cannot_answer_the_test_gives_way_to_the_next(arc1_train,
     assert name == LATER[tid]
     for pair, ours in zip(task.test, answers, strict=True):
         assert grids_equal(ours[0], pair.output)
+
+
+def test_a_feature_rule_reads_only_its_features_and_refuses_an_unseen_value():
+    shift = [np.array([[1, 0], [0, 2]], dtype=np.uint8), np.array([[3, 3], [0, 0]], dtype=np.uint8)]
+    below = [
+        np.vstack([np.full((1, 2), OUTSIDE - 10, dtype=np.uint8), g[:-1]]) for g in shift
+    ]  # shifted down
+    rules = list(fit_feature_rules(shift, below))
+    assert rules and rules[0].columns == (0, FEATURE_NAMES.index("at-1+0"))  # the fewest features first
+    test = np.array([[1, 3], [0, 0]], dtype=np.uint8)  # neighbourhoods no demonstration showed whole
+    assert rules[0](test).tolist() == [[0, 0], [1, 3]]
+    assert rules[0](np.array([[5, 0], [0, 0]], dtype=np.uint8)) is None  # colour 5 above: never seen
 
 
 def test_rays_see_the_first_coloured_cell_in_each_direction_and_outside_past_the_border():
