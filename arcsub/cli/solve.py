@@ -72,10 +72,11 @@ register(
         _add_solve,
         _run_solve,
         "Search programs of up to DEPTH whole-grid transformations (geometry, crops, scaling, tiling,\n"
-        "halves overlaid, objects, gravity, lines, symmetry completion), then a learned colour map or local\n"
-        "rule (a cell from its neighbourhood); keep those that reproduce every demonstration exactly, and\n"
-        "answer each test input with the simplest ones. Writes a Kaggle submission (fallback attempts where\n"
-        "nothing explains a task; with --merge the model's attempts) and OUT.programs.json (the program\n"
-        "found per task).",
+        "halves overlaid, objects, gravity, lines, symmetry completion), then a learned colour map, local\n"
+        "rule (a cell from its neighbourhood or what it sees far off), object rule (an object recoloured by\n"
+        "its size, shape or holes) or a rule over the fewest cell features; keep those that reproduce every\n"
+        "demonstration exactly, and answer each test input with the simplest ones. Writes a Kaggle\n"
+        "submission (fallback attempts where nothing explains a task; with --merge the model's attempts)\n"
+        "and OUT.programs.json (the program found per task).",
     )
 )
