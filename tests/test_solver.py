@@ -199,6 +199,35 @@ def test_the_background_solver_of_a_run_reaches_its_submission(arc1_train, tmp_p
     assert grids_equal(sub["05269061"][0]["attempt_1"], arc1_train["05269061"].test[0].input)  # fallback
 
 
+def test_a_stopped_solver_keeps_what_it_found_and_a_resumed_one_goes_on_from_there(
+    arc1_train, tmp_path, write, monkeypatch
+):
+    from arcsub.solver import run
+
+    ids = ["3c9b0459", "3af2c5a8", "05269061"]
+    challenges = write(tmp_path / "ch.json", {t: arc1_train[t].to_json() for t in ids})
+    real, searched = run.solve, []
+
+    def killed_at_the_third(task, **kw):  # the pipeline's deadline kills the process there
+        if len(searched) == 2:
+            raise KeyboardInterrupt
+        searched.append(task.id)
+        return real(task, **kw)
+
+    monkeypatch.setattr(run, "solve", killed_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run.write_answers(challenges, tmp_path, SolverSettings())
+    assert list(read_json(tmp_path / SOLVER_FILE)) == ids[:2]  # written as found
+    assert not (tmp_path / run.DONE_FILE).exists()
+    searched.clear()
+    monkeypatch.setattr(run, "solve", lambda task, **kw: searched.append(task.id) or real(task, **kw))
+    run.write_answers(challenges, tmp_path, SolverSettings())
+    assert searched == ["05269061"]  # the answered tasks are not searched again
+    assert list(read_json(tmp_path / SOLVER_FILE)) == ids[:2] and (tmp_path / run.DONE_FILE).exists()
+    out, tasks = start_run(challenges, tmp_path, None)
+    assert start_solver(tasks, out, SolverSettings()) is None  # finished: a resumed run keeps its answers
+
+
 def test_solve_tasks_keeps_only_explained_tasks(arc1_train):
     found = solve_tasks({t: arc1_train[t] for t in ("3af2c5a8", "05269061")}, SolverSettings())
     assert list(found) == ["3af2c5a8"] and found["3af2c5a8"]["program"] == "mirror_four"
