@@ -30,7 +30,9 @@ def _rank(rank: int, world: int, init_file: str, out: str) -> None:
         opt.zero_grad(set_to_none=False)
     torch.save([p.detach() for p in unwrap(fwd).parameters()], f"{out}.{rank}")
     tdist.barrier()
-    tdist.destroy_process_group()
+    # no destroy_process_group, no interpreter teardown: gloo's teardown raced with the other rank's and aborted
+    # one rank ("terminate called without an active exception", SIGABRT) about one run in 15 on 2 cores
+    os._exit(0)
 
 
 def test_two_gloo_ranks_stay_identical_with_the_all_reduce_settings(tmp_path):
