@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from arcsub.core.data import Grid
-from arcsub.solver.local_rule import CROSS, OUTSIDE, SQUARE, far_features
+from arcsub.solver.local_rule import CROSS, SQUARE, far_features, look_up, shifted
 
-NEIGHBOURS = [d for d in SQUARE if d != (0, 0)]
+NEIGHBOURS = tuple(d for d in SQUARE if d != (0, 0))
 FEATURE_NAMES = (
     "cell",
     *(f"at{dr:+d}{dc:+d}" for dr, dc in NEIGHBOURS),
@@ -34,11 +34,8 @@ MOST_FEATURES = 4  # the cell's colour and up to three more; five fitted a wrong
 def features(grid: Grid) -> np.ndarray:
     """One row per cell (reading order), one column per FEATURE_NAMES entry."""
     h, w = grid.shape
-    padded = np.full((h + 2, w + 2), OUTSIDE, dtype=np.int64)
-    padded[1:-1, 1:-1] = grid
-    near = [padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] for dr, dc in NEIGHBOURS]
     far = far_features(grid, "rays")[1:] + far_features(grid, "lines")[1:]
-    return np.stack([grid.astype(np.int64), *near, *far], axis=-1).reshape(h * w, -1).astype(np.int64)
+    return np.stack([grid, *shifted(grid, NEIGHBOURS), *far], axis=-1).reshape(h * w, -1).astype(np.int64)
 
 
 def codes(table: np.ndarray, columns: tuple[int, ...]) -> np.ndarray:
@@ -66,10 +63,7 @@ class FeatureRule:
         return "local_" + "+".join(FEATURE_NAMES[c] for c in self.columns)
 
     def __call__(self, grid: Grid) -> Grid | None:
-        keys = codes(features(grid), self.columns).tolist()
-        if any(k not in self.table for k in keys):
-            return None
-        return np.array([self.table[k] for k in keys], dtype=np.uint8).reshape(grid.shape)
+        return look_up(codes(features(grid), self.columns).tolist(), self.table, grid.shape)
 
 
 def fit_feature_rules(inputs: list[Grid], targets: list[Grid]) -> Iterator[FeatureRule]:

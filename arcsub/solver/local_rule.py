@@ -20,15 +20,11 @@ OUTSIDE = 10  # the value of cells beyond the border in a neighbourhood
 
 SQUARE = tuple((dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1))
 CROSS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
-SHAPES = {  # tried in this order: "counts" is the cell and how many of each colour its 8 neighbours hold;
-    # "rays" the cell and the first coloured (non-black) cell seen along each of the 4 directions; "lines" the
-    # cell and the sets of colours in its row and in its column
-    "cross": CROSS,
-    "counts": SQUARE,
-    "square": SQUARE,
-    "rays": CROSS,
-    "lines": (),
-}
+NEAR = {"cross": CROSS, "counts": SQUARE, "square": SQUARE}  # the cells each near shape reads
+# tried in this order: "counts" is the cell and how many of each colour its 8 neighbours hold; "rays" the cell and
+# the first coloured (non-black) cell seen along each of the 4 directions; "lines" the cell and the sets of colours
+# in its row and in its column
+SHAPES = (*NEAR, "rays", "lines")
 
 
 def first_seen(grid: Grid, dr: int, dc: int) -> np.ndarray:
@@ -44,16 +40,19 @@ def first_seen(grid: Grid, dr: int, dc: int) -> np.ndarray:
     return np.rot90(seen, k=-turns)
 
 
+def shifted(grid: Grid, offsets: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
+    """For each offset (dr, dc), the grid of each cell's neighbour there (OUTSIDE beyond the border)."""
+    h, w = grid.shape
+    padded = np.full((h + 2, w + 2), OUTSIDE, dtype=np.uint8)
+    padded[1:-1, 1:-1] = grid
+    return [padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] for dr, dc in offsets]
+
+
 def neighbourhoods(grid: Grid, shape: str) -> list[bytes]:
     """Each cell's neighbourhood (cells beyond the border as OUTSIDE), in reading order, as hashable bytes."""
     h, w = grid.shape
-    if shape in ("rays", "lines"):
-        parts = far_features(grid, shape)
-        return [r.tobytes() for r in np.stack(parts, axis=-1).reshape(h * w, -1)]
-    padded = np.full((h + 2, w + 2), OUTSIDE, dtype=np.uint8)
-    padded[1:-1, 1:-1] = grid
-    stack = np.stack([padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] for dr, dc in SHAPES[shape]], axis=-1)
-    rows = stack.reshape(h * w, -1)
+    parts = shifted(grid, NEAR[shape]) if shape in NEAR else far_features(grid, shape)
+    rows = np.stack(parts, axis=-1).reshape(h * w, -1)
     if shape == "counts":  # the centre (index 4 of SQUARE), then a histogram of all 9 cells
         counts = (rows[:, :, None] == np.arange(OUTSIDE + 1)).sum(axis=1)
         rows = np.concatenate([rows[:, 4:5], counts.astype(np.uint8)], axis=1)
@@ -83,10 +82,14 @@ class LocalRule:
         return f"local_{self.shape}"
 
     def __call__(self, grid: Grid) -> Grid | None:
-        keys = neighbourhoods(grid, self.shape)
-        if any(k not in self.table for k in keys):
-            return None
-        return np.array([self.table[k] for k in keys], dtype=np.uint8).reshape(grid.shape)
+        return look_up(neighbourhoods(grid, self.shape), self.table, grid.shape)
+
+
+def look_up(keys: list, table: dict, shape: tuple[int, ...]) -> Grid | None:
+    """The output grid of `shape` from each cell's key in `table`, or None where a key was never seen (a guess)."""
+    if any(k not in table for k in keys):
+        return None
+    return np.array([table[k] for k in keys], dtype=np.uint8).reshape(shape)
 
 
 def fit_local_rule(inputs: list[Grid], targets: list[Grid], shape: str) -> LocalRule | None:
