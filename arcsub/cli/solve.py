@@ -12,7 +12,6 @@ from arcsub.core.data import (
     load_tasks,
     load_truth,
     read_json,
-    resolve_path,
     write_json_atomic,
 )
 from arcsub.core.submission import ATTEMPT_KEYS, build_submission, load_submission, write_submission
@@ -30,8 +29,11 @@ def _add_solve(p: argparse.ArgumentParser) -> None:
         "program explains the task, the model's best different guess attempt_2",
     )
     p.add_argument("--solutions", help="score the written submission against these solutions")
-    p.add_argument("--seconds-per-task", type=float, default=20.0, help="cap on one task's search")
-    p.add_argument("--depth", type=int, default=2, help="most transformations in one program")
+    # no defaults here: SolverSettings's apply (the pipelines'), imported only when the command runs
+    p.add_argument(
+        "--seconds-per-task", type=float, help="cap on one task's search (default: the pipelines')"
+    )
+    p.add_argument("--depth", type=int, help="most transformations in one program (default: the pipelines')")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -41,13 +43,14 @@ def _run_solve(args: argparse.Namespace) -> int:
     from arcsub.solver.run import SolverSettings, programs_path, solve_tasks
 
     out = check_output_path(args.out)
-    tasks = load_tasks(resolve_path(args.challenges))
+    tasks = load_tasks(args.challenges)  # a 'data:' path too
     model = {}
     if args.merge:
         sub = load_submission(args.merge, tasks)
         model = {t: [[e[k] for k in ATTEMPT_KEYS] for e in entries] for t, entries in sub.items()}
     t0 = time.monotonic()
-    found = solve_tasks(tasks, SolverSettings(True, args.seconds_per_task, args.depth))
+    given = {"seconds_per_task": args.seconds_per_task, "depth": args.depth}
+    found = solve_tasks(tasks, SolverSettings(**{k: v for k, v in given.items() if v is not None}))
     seconds = time.monotonic() - t0
     write_submission(out, build_submission(tasks, combine(answers_of(found), model)))
     write_json_atomic(programs_path(out), {t: item["program"] for t, item in found.items()}, indent=1)

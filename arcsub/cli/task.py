@@ -58,12 +58,12 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_predict(args: argparse.Namespace) -> int:
     """`arcsub task-predict MODEL_DIR CHALLENGES -o OUT_DIR [--solutions S] [--ensemble MODEL ...] [key=value ...]`."""
     from arcsub.core.config import load_config
-    from arcsub.core.data import load_tasks, pick_task_ids, resolve_path
+    from arcsub.core.data import load_tasks, pick_task_ids
     from arcsub.core.metrics import format_metrics_table
     from arcsub.taskmodel.predict import TaskPredictConfig, run_task_predict
 
     cfg = load_config(TaskPredictConfig, args.config, list(args.overrides))
-    ids = pick_task_ids(args.tasks, list(load_tasks(resolve_path(args.challenges)))) if args.tasks else None
+    ids = pick_task_ids(args.tasks, list(load_tasks(args.challenges))) if args.tasks else None
     s = run_task_predict(
         args.model,
         args.challenges,

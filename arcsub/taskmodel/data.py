@@ -336,7 +336,7 @@ def _generated_sets(path: Path) -> list[PairSet]:
 
 def _holdout_ids(files: Iterable[str]) -> dict[str, str]:
     """{task id: the holdout file naming it}; only the ids are used (no test output is read)."""
-    return {tid: c for c in files for tid in load_tasks(resolve_path(c))}
+    return {tid: c for c in files for tid in load_tasks(c)}
 
 
 def guard_training(sets: list[PairSet], source: str, banned: dict[str, str], exclude: bool) -> list[PairSet]:
