@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
+from arcsub.core.augment import d8_apply
 from arcsub.core.data import MAX_SIDE, Grid
 from arcsub.solver.objects import Obj, background, bbox, label
 from arcsub.solver.symmetry import complete, complete_hidden_part
@@ -33,15 +35,18 @@ class Transform:
         return out
 
 
-GEOMETRY: dict[str, Fn] = {
-    "rot90": lambda g: np.rot90(g, 1),
-    "rot180": lambda g: np.rot90(g, 2),
-    "rot270": lambda g: np.rot90(g, 3),
-    "flip_rows": np.flipud,
-    "flip_cols": np.fliplr,
-    "transpose": lambda g: g.T,
-    "antitranspose": lambda g: np.rot90(g, 2).T,
+D8_NAMES = {
+    "rot90": 1,
+    "rot180": 2,
+    "rot270": 3,
+    "flip_rows": 5,
+    "flip_cols": 7,
+    "transpose": 4,
+    "antitranspose": 6,
 }
+GEOMETRY: dict[str, Fn] = {
+    name: partial(d8_apply, k=k) for name, k in D8_NAMES.items()
+}  # the augmentations' D8
 
 
 def crop_content(grid: Grid) -> Grid | None:
