@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arcsub.core.data import Grid
-from arcsub.solver.objects import Obj, background, label
+from arcsub.solver.objects import Obj, background, enclosed, label
 
 Feature = Callable[[Obj, list[Obj], Grid], object]
 
@@ -37,9 +37,7 @@ def _holes(o: Obj, objs: list[Obj], g: Grid) -> int:
     """How many enclosed regions the object's cells surround (4-connected cells of anything else that do not
     reach the edge of its box)."""
     r0, c0, r1, c1 = o.box
-    outside = np.pad(~o.mask[r0:r1, c0:c1], 1, constant_values=True).astype(np.uint8)
-    regions = label(outside, 0, False, True)
-    return sum(1 for region in regions if not region.mask[0].any() and not region.mask[:, 0].any())
+    return len(enclosed(~o.mask[r0:r1, c0:c1]))
 
 
 FEATURES: dict[str, Feature] = {  # tried in this order

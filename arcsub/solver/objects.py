@@ -74,6 +74,14 @@ def label(grid: Grid, bg: int, diagonal: bool, by_colour: bool) -> list[Obj]:
     return objs
 
 
+def enclosed(mask: np.ndarray) -> list[Obj]:
+    """The 4-connected regions of `mask`'s True cells that touch no edge: the holes of shapes, when `mask` is
+    the background (or what lies outside one shape, within its box)."""
+    h, w = mask.shape
+    regions = label(mask.astype(np.uint8), 0, False, True)
+    return [o for o in regions if o.box[0] > 0 and o.box[1] > 0 and o.box[2] < h and o.box[3] < w]
+
+
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """The bounding box of the True cells, or None when there are none."""
     rows, cols = np.nonzero(mask)

@@ -15,7 +15,7 @@ import numpy as np
 
 from arcsub.core.augment import d8_apply
 from arcsub.core.data import MAX_SIDE, Grid
-from arcsub.solver.objects import Obj, background, bbox, label
+from arcsub.solver.objects import Obj, background, bbox, enclosed, label
 from arcsub.solver.symmetry import complete, complete_hidden_part
 
 Fn = Callable[[Grid], "Grid | None"]
@@ -193,16 +193,10 @@ def fill_enclosed(colour: int) -> Fn:
     shapes, a frequent ARC rule."""
 
     def fn(g: Grid) -> Grid | None:
-        bg = background(g)
-        regions = label((g == bg).astype(np.uint8), 0, False, True)  # the background's connected regions
-        holes = np.zeros(g.shape, dtype=bool)
-        h, w = g.shape
-        for o in regions:
-            r0, c0, r1, c1 = o.box
-            if r0 > 0 and c0 > 0 and r1 < h and c1 < w:
-                holes |= o.mask
-        if not holes.any():
+        regions = enclosed(g == background(g))
+        if not regions:
             return None
+        holes = np.logical_or.reduce([o.mask for o in regions])
         out = g.copy()
         out[holes] = colour
         return out
