@@ -165,6 +165,18 @@ def test_measured_runs_are_dots_and_the_fit_a_line():
     assert (both[150:260, 300:420] == rgb[1]).all(-1).any()  # the fit is still a line
 
 
+def test_a_fixed_colour_draws_its_series_and_the_others_keep_the_cycle():
+    """The score curve draws a recipe's fit in its runs' colour: a named colour wins over the cycle."""
+    from arcsub.core.viz import CURVE_COLOURS, curves_image
+
+    series = {"a": ([0.0, 10.0], [0.0, 1.0]), "b": ([0.0, 10.0], [1.0, 0.0])}
+    img = np.asarray(curves_image(series, "x", "y", colours={"a": "#123456"}).convert("RGB"))
+    middle = img[150:260, 300:420]
+    assert (middle == [0x12, 0x34, 0x56]).all(-1).any()
+    assert not (middle == [int(CURVE_COLOURS[0][i : i + 2], 16) for i in (1, 3, 5)]).all(-1).any()
+    assert (middle == [int(CURVE_COLOURS[1][i : i + 2], 16) for i in (1, 3, 5)]).all(-1).any()
+
+
 def test_a_resumed_runs_log_is_one_curve_forward_in_steps(tmp_path):
     """A run killed after step 30 resumes from its step-20 checkpoint and logs steps 30.. again."""
     from arcsub.core.viz import read_log_series

@@ -397,9 +397,11 @@ def curves_image(
     log_y: bool = False,
     size: tuple[int, int] = (720, 420),
     dots: Collection[str] = (),
+    colours: Mapping[str, str] | None = None,
 ) -> Image.Image:
     """Line chart of named (xs, ys) series, e.g. training loss against steps of several runs. Series named in
-    `dots` are drawn as points: separate measurements (runs at several lengths), which a line would order."""
+    `dots` are drawn as points: separate measurements (runs at several lengths), which a line would order.
+    `colours` fixes some series' colours (e.g. a fit and its band in its runs' colour); the rest cycle."""
     if not series or not any(len(xs) for xs, _ in series.values()):
         raise ArcDataError("plot: nothing to draw (no points)")
     w, h = size
@@ -434,7 +436,7 @@ def curves_image(
     d.text(((w - left) // 2, h - 20), x_label, fill="black", font=font)
     d.text((4, 2), y_label + (" (log)" if log_y else ""), fill="black", font=font)
     for i, (name, (xs, ys)) in enumerate(series.items()):
-        colour = CURVE_COLOURS[i % len(CURVE_COLOURS)]
+        colour = (colours or {}).get(name, CURVE_COLOURS[i % len(CURVE_COLOURS)])
         pts = [px(float(x), tr(y)) for x, y in zip(xs, ys, strict=True)]
         if len(pts) > 1 and name not in dots:
             d.line(pts, fill=colour, width=2)
