@@ -98,8 +98,9 @@ class TaskPipelineConfig:
     self_train: SelfTrainSettings = field(default_factory=SelfTrainSettings)
     # an ensemble: this many models with seeds train.seed, +1, ..., trained one after another on all the GPUs,
     # each in its share of the training time (or train.steps), refined alike; prediction pools their
-    # candidates (predict_tasks). Why: past ~4e8 tokens one model stops gaining (docs/experiments/arc2.md),
-    # so a long budget (the Kaggle notebook's hours) may do better as several models than as one
+    # candidates (predict_tasks). Why: without data.scale one model stops gaining past ~4e8 tokens
+    # (docs/experiments/arc2.md), so a long budget may do better as several models than as one (with it, the
+    # 25-minute run still gained, and the ARC-AGI-2 recipe trains one)
     ensemble: int = 1
     # > 0: members of a fixed length instead of equal shares. Each member trains at most this many tokens (the
     # plateau's length; tokens, so it means the same on any GPU count), in all the training time left, and
