@@ -271,6 +271,7 @@ def test_refinement_is_fitted_to_the_time_left_or_skipped_when_too_little_is_lef
         ("ensemble=0", "ensemble"),
         ("member_tokens=-1", "member_tokens"),
         ("member_tokens=1e6 refine_share=0.25", "member_tokens"),
+        ("predict_cap=-60", "predict_cap"),
     ],
 )
 def test_a_bad_refinement_or_ensemble_setting_is_one_line(bad, word, capsys):
@@ -436,3 +437,26 @@ def test_refinement_continues_the_joint_model_on_the_test_tasks_with_confident_p
     assert task["train"][: len(demos["train"])] == demos["train"]  # the demonstrations, then any new pairs
     assert len(task["train"]) <= len(demos["train"]) + len(demos["test"])
     assert all("output" not in p for p in task["test"])
+
+
+def test_predict_cap_gives_a_long_budget_to_training_and_leaves_a_short_one_alone():
+    """Kaggle's 40,500 s with the ARC-AGI-2 recipe's cap: training gets all but 3,600 s (not 70 %); at 530 s
+    the 30 % share (159 s) is under the cap, so nothing changes; without a budget training is not timed."""
+    import dataclasses
+
+    from arcsub.taskmodel.pipeline import capped_overrun, fit_to_seconds, training_seconds
+
+    arc2 = load_pipeline_config(CPU.parent / "task-pipeline-arc2.yaml", [])
+    assert arc2.predict_cap == 3600
+    long = dataclasses.replace(arc2, time_budget=40_500)
+    assert training_seconds(long, 100) == pytest.approx(40_500 - 3_600 - 100)
+    assert training_seconds(dataclasses.replace(long, predict_cap=0), 100) == pytest.approx(
+        40_500 * 0.7 - 100
+    )
+    short = dataclasses.replace(arc2, time_budget=530)
+    assert training_seconds(short, 10) == pytest.approx(530 * 0.7 - 10)
+    assert training_seconds(dataclasses.replace(arc2, time_budget=0), 10) == 0
+    fitted = fit_to_seconds(arc2.train, 36_800)  # its hard stop: 20 % + 120 s over, past the whole budget
+    assert fitted.time_budget == pytest.approx(36_800 * 1.2 + 120)
+    assert capped_overrun(long, fitted).time_budget == pytest.approx(36_800 + 1_800)
+    assert capped_overrun(dataclasses.replace(long, predict_cap=0), fitted) == fitted
