@@ -460,3 +460,14 @@ def test_predict_cap_gives_a_long_budget_to_training_and_leaves_a_short_one_alon
     assert fitted.time_budget == pytest.approx(36_800 * 1.2 + 120)
     assert capped_overrun(long, fitted).time_budget == pytest.approx(36_800 + 1_800)
     assert capped_overrun(dataclasses.replace(long, predict_cap=0), fitted) == fitted
+
+
+def test_a_hung_training_is_given_up_before_a_long_budget_ends():
+    """The wait for torchrun: 1.5x + 300 s of a short run's hard stop as before, but at most 15 minutes past a
+    10-hour one's (36,900 s + half the 3,600 s cap), inside Kaggle's 40,500 s; no limit without a hard stop."""
+    from arcsub.taskmodel.pipeline import hung_rank_limit
+
+    assert hung_rank_limit(557) == pytest.approx(557 * 1.5 + 300)
+    assert hung_rank_limit(38_700) == pytest.approx(38_700 + 900)
+    assert 100 + hung_rank_limit(38_700) < 40_500  # from training's start, ~100 s into the run
+    assert hung_rank_limit(0) is None

@@ -389,6 +389,16 @@ def _stderr_fd() -> int | None:
         return None
 
 
+def hung_rank_limit(time_budget: float) -> float | None:
+    """Seconds to wait for torchrun before killing it as hung (a hung rank must not eat the run): training's
+    own hard stop, plus half of it for start-up and saving but at most 10 minutes, plus 5. The cap on the
+    extra time matters on long runs: 1.5x of a 10-hour hard stop would wait past Kaggle's deadline, where
+    the last checkpoint could still have been predicted from. None without a hard stop."""
+    if not time_budget:
+        return None
+    return time_budget + min(0.5 * time_budget, 600) + 300
+
+
 def train_task_model(tc: TaskTrainConfig, gpus: int) -> Path:
     """Run (or resume, or skip when finished) the training; returns a loadable task-model directory: the
     final model, or the last checkpoint of a run that the budget stopped early."""
@@ -402,7 +412,7 @@ def train_task_model(tc: TaskTrainConfig, gpus: int) -> Path:
         log.info("training on %d GPUs: %s", gpus, " ".join(cmd))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(cmd, env=env, stdout=_stderr_fd(), start_new_session=True)
-        limit = tc.time_budget * 1.5 + 300 if tc.time_budget else None  # a hung rank must not eat the run
+        limit = hung_rank_limit(tc.time_budget)
         try:
             rc = proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
