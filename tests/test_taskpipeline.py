@@ -444,7 +444,7 @@ def test_predict_cap_gives_a_long_budget_to_training_and_leaves_a_short_one_alon
     the 30 % share (159 s) is under the cap, so nothing changes; without a budget training is not timed."""
     import dataclasses
 
-    from arcsub.taskmodel.pipeline import capped_overrun, fit_to_seconds, training_seconds
+    from arcsub.taskmodel.pipeline import fit_to_seconds, overrun_bound, training_seconds
 
     arc2 = load_pipeline_config(CPU.parent / "task-pipeline-arc2.yaml", [])
     assert arc2.predict_cap == 3600
@@ -458,8 +458,12 @@ def test_predict_cap_gives_a_long_budget_to_training_and_leaves_a_short_one_alon
     assert training_seconds(dataclasses.replace(arc2, time_budget=0), 10) == 0
     fitted = fit_to_seconds(arc2.train, 36_800)  # its hard stop: 20 % + 120 s over, past the whole budget
     assert fitted.time_budget == pytest.approx(36_800 * 1.2 + 120)
-    assert capped_overrun(long, fitted).time_budget == pytest.approx(36_800 + 1_800)
-    assert capped_overrun(dataclasses.replace(long, predict_cap=0), fitted) == fitted
+    assert fit_to_seconds(arc2.train, 36_800, overrun_bound(long)).time_budget == pytest.approx(
+        36_800 + 1_800
+    )
+    assert (
+        fit_to_seconds(arc2.train, 36_800, overrun_bound(dataclasses.replace(long, predict_cap=0))) == fitted
+    )
 
 
 def test_a_hung_training_is_given_up_before_a_long_budget_ends():

@@ -191,7 +191,7 @@ def train_config(
     if not gpu_count():
         tc = dataclasses.replace(tc, compile=False)  # compiling on a CPU costs more than it saves
     if seconds > 0:
-        return fit_to_seconds(tc, seconds)
+        return fit_to_seconds(tc, seconds, overrun_bound(cfg))
     return share_of(tc, cfg.train, 1 - cfg.refine_share) if cfg.refine_share > 0 else tc
 
 
@@ -214,22 +214,20 @@ def training_seconds(cfg: TaskPipelineConfig, elapsed: float) -> float:
     return share - elapsed
 
 
-def capped_overrun(cfg: TaskPipelineConfig, tc: TaskTrainConfig) -> TaskTrainConfig:
-    """tc with its hard stop at most half of predict_cap past its fitted seconds: fit_to_seconds allows 20 %
-    (+120 s), which on a 10-hour run is more than the capped prediction time; unchanged without the cap."""
-    if not (cfg.predict_cap and tc.seconds and tc.time_budget):
-        return tc
-    return dataclasses.replace(tc, time_budget=min(tc.time_budget, tc.seconds + cfg.predict_cap / 2))
+def overrun_bound(cfg: TaskPipelineConfig) -> float:
+    """How far past its fitted seconds the joint training's hard stop may lie: half of predict_cap, since the
+    usual 20 % (+120 s) of a 10-hour run is more than the capped prediction time; unbounded without the cap."""
+    return cfg.predict_cap / 2 if cfg.predict_cap else math.inf
 
 
-def fit_to_seconds(tc: TaskTrainConfig, seconds: float) -> TaskTrainConfig:
+def fit_to_seconds(tc: TaskTrainConfig, seconds: float, most_over: float = math.inf) -> TaskTrainConfig:
     """tc with its schedule fitted to `seconds` of training: the step count is fitted at step 40, inside the
-    warm-up; time_budget is the hard stop behind it."""
+    warm-up; time_budget is the hard stop behind it, 20 % (+120 s) later but at most `most_over` seconds."""
     return dataclasses.replace(
         tc,
         seconds=seconds,
         steps=max(tc.steps, 10**7),
-        time_budget=seconds * 1.2 + 120,
+        time_budget=min(seconds * 1.2 + 120, seconds + most_over),
         optim=dataclasses.replace(tc.optim, warmup=max(tc.optim.warmup, 40)),
     )
 
@@ -361,7 +359,7 @@ def train_member(
     joint = train_config(member, test_file, out, left * (1 - cfg.refine_share), beside)
     # fitted to the time left, a fixed-length member keeps its step count as the bound of that fit
     bound = {"steps": member.train.steps} if cfg.member_tokens else {}
-    joint = capped_overrun(cfg, dataclasses.replace(joint, name=RUN + (f"-{k}" if k else ""), **bound))
+    joint = dataclasses.replace(joint, name=RUN + (f"-{k}" if k else ""), **bound)
     t = time.time()
     model_dir = train_task_model(joint, gpus)
     took = time.time() - t
