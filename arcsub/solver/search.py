@@ -134,9 +134,8 @@ def programs(
         if chain[0] not in steps or clock() > deadline:  # completions are not composed: slow, rarely chained
             continue
         for step in steps[1:]:
-            head = step(
-                outs[0]
-            )  # the first demonstration decides most pairs: the rest only if its shape fits
+            # the first demonstration decides most pairs: the rest only if its shape fits
+            head = step(outs[0])
             if head is None or head.shape != targets[0].shape:
                 continue
             more = (head, *_apply(step, outs[1:]))

@@ -345,13 +345,11 @@ def colour_by_count(most: bool) -> Fn:
     def fn(g: Grid) -> Grid | None:
         counts = np.bincount(g.ravel(), minlength=10)
         counts[background(g)] = 0
-        present = [(n, c) for c, n in enumerate(counts.tolist()) if n]
+        present = [c for c, n in enumerate(counts.tolist()) if n]
         if not present:
             return None
-        present.sort(reverse=most)
-        if len(present) > 1 and present[0][0] == present[1][0]:
-            return None
-        return np.array([[present[0][1]]], dtype=g.dtype)
+        i = strictly_first([counts[c] if most else -counts[c] for c in present])
+        return None if i is None else np.array([[present[i]]], dtype=g.dtype)
 
     return fn
 
