@@ -440,21 +440,22 @@ def test_refinement_continues_the_joint_model_on_the_test_tasks_with_confident_p
 
 
 def test_predict_cap_gives_a_long_budget_to_training_and_leaves_a_short_one_alone():
-    """Kaggle's 40,500 s with the ARC-AGI-2 recipe's cap: training gets all but 3,600 s (not 70 %); at 530 s
-    the 30 % share (159 s) is under the cap, so nothing changes; without a budget training is not timed."""
+    """Kaggle's 40,500 s with the ARC-AGI-2 recipe's cap: training gets all but 3,600 s (not its 80 % share);
+    at 530 s the 20 % share (106 s) is under the cap, so nothing changes; without a budget training is not
+    timed."""
     import dataclasses
 
     from arcsub.taskmodel.pipeline import fit_to_seconds, overrun_bound, training_seconds
 
     arc2 = load_pipeline_config(CPU.parent / "task-pipeline-arc2.yaml", [])
-    assert arc2.predict_cap == 3600
+    assert (arc2.predict_cap, arc2.train_share) == (3600, 0.8)
     long = dataclasses.replace(arc2, time_budget=40_500)
     assert training_seconds(long, 100) == pytest.approx(40_500 - 3_600 - 100)
     assert training_seconds(dataclasses.replace(long, predict_cap=0), 100) == pytest.approx(
-        40_500 * 0.7 - 100
+        40_500 * 0.8 - 100
     )
     short = dataclasses.replace(arc2, time_budget=530)
-    assert training_seconds(short, 10) == pytest.approx(530 * 0.7 - 10)
+    assert training_seconds(short, 10) == pytest.approx(530 * 0.8 - 10)
     assert training_seconds(dataclasses.replace(arc2, time_budget=0), 10) == 0
     fitted = fit_to_seconds(arc2.train, 36_800)  # its hard stop: 20 % + 120 s over, past the whole budget
     assert fitted.time_budget == pytest.approx(36_800 * 1.2 + 120)
