@@ -211,7 +211,7 @@ def test_auto_batch_tokens_fit_the_t4_and_l4_and_keep_the_ceiling_on_an_h200():
     cfg = preset_config("base", 400)
     t4, l4, h200 = budget(15, torch.float16), budget(22, torch.bfloat16), budget(139, torch.bfloat16)
     assert h200 == BATCH_TOKENS_CEILING == 1 << 20
-    assert budget(None, torch.float32) == 1 << 20  # a CPU: no limit known
+    assert budget(None, torch.float32) == 1 << 20  # no limit known
     assert 100_000 < t4 < l4 < 1 << 20
     kv = cfg.num_hidden_layers * 2 * cfg.hidden_size * 2  # bytes per token of the fp16/bf16 cache
     assert (1 << 20) * kv > 11 * GIB  # why 1 << 20 died on both: the cache alone took 12 GiB
@@ -221,7 +221,24 @@ def test_auto_batch_tokens_fit_the_t4_and_l4_and_keep_the_ceiling_on_an_h200():
     assert budget(0, torch.float16) == 1  # nothing free: one row at a time, never zero
 
 
-def test_usable_memory_is_none_on_cpu():
+def test_usable_memory_on_cpu_is_the_hosts_available_memory(tmp_path, monkeypatch):
+    """A CPU's budget follows MemAvailable: the 1 << 20 ceiling got a 24 GB machine's prediction killed."""
+    from arcsub.core import memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24684000 kB\nMemAvailable:   20000000 kB\n")
+    assert memory.host_available_bytes(str(meminfo)) == 20_000_000 * 1024
+    assert memory.host_available_bytes(str(tmp_path / "missing")) is None
+    meminfo.write_text("MemTotal:       24684000 kB\n")
+    assert memory.host_available_bytes(str(meminfo)) is None
+    monkeypatch.setattr(memory, "host_available_bytes", lambda: 20 * GIB)
+    assert usable_memory("cpu") == 20 * GIB
+    per_token = taskpredict.decode_bytes_per_token(
+        preset_config("base", 400), torch.float32, LONGEST_PROMPT, MAX_ANSWER_TOKENS
+    )
+    cpu = budget(20, torch.float32)
+    assert cpu < 1 << 20 and cpu * per_token <= 0.6 * 20 * GIB
+    monkeypatch.setattr(memory, "host_available_bytes", lambda: None)
     assert usable_memory("cpu") is None
 
 

@@ -28,14 +28,30 @@ T = TypeVar("T")
 _warned: set[str] = set()
 
 
+def host_available_bytes(meminfo: str = "/proc/meminfo") -> int | None:
+    """The host's MemAvailable (Linux): what a CPU run may still allocate without swapping; None where the
+    file is missing or has no such line."""
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def usable_memory(device: torch.device | str) -> int | None:
     """Bytes this process may still allocate on `device`: its total memory (or the ARCSUB_GPU_MEMORY_GB cap)
-    less what PyTorch has allocated, and no more than the device has free; None for a CPU (no limit known)."""
+    less what PyTorch has allocated, and no more than the device has free. On a CPU the host's available
+    memory: the GPU's 1 << 20 ceiling needs ~85 GB in fp32 there, and a 24 GB machine's prediction of the
+    ARC-AGI-2 evaluation set with the base model was killed by the kernel's out-of-memory killer (no
+    traceback, no predictions); None where that is not known."""
     import torch
 
     dev = torch.device(device)
     if dev.type != "cuda":
-        return None
+        return host_available_bytes()
     total = torch.cuda.get_device_properties(dev).total_memory
     cap = memory_cap_gb()
     limit = min(total, int(cap * GB)) if cap else total
