@@ -3,8 +3,8 @@
 A program is one or two transformations of `arcsub.solver.transforms`, then optionally a colour map learned
 from the demonstrations (each colour of the program's output goes to one colour of the expected output, the
 same in every demonstration), or one size-keeping step and a learned local rule (`arcsub.solver.local_rule`)
-or object rule (`arcsub.solver.object_rule`), or a rule over the fewest cell features
-(`arcsub.solver.feature_rule`).
+or object rule (`arcsub.solver.object_rule`), or stamps around cells (`arcsub.solver.stamp`), or a rule over
+the fewest cell features (`arcsub.solver.feature_rule`).
 Programs are tried simple first: one step before two, without a colour map before with one, learned rules last;
 the first programs' distinct test answers are the solver's attempts.
 """
@@ -22,7 +22,8 @@ from arcsub.core.data import Grid, Task, grids_equal
 from arcsub.solver.feature_rule import FeatureRule, fit_feature_rules
 from arcsub.solver.local_rule import SHAPES, LocalRule, fit_local_rule
 from arcsub.solver.object_rule import FEATURES, ObjectRule, fit_object_rule
-from arcsub.solver.transforms import Transform, catalogue, colour_steps, completions
+from arcsub.solver.stamp import StampRule, fit_stamp_rule
+from arcsub.solver.transforms import Transform, catalogue, colour_steps, completions, moves
 
 Outputs = tuple["Grid | None", ...]
 
@@ -34,7 +35,7 @@ class Program:
 
     steps: tuple[Transform, ...]
     colours: tuple[int, ...] | None = None
-    rule: LocalRule | ObjectRule | FeatureRule | None = None
+    rule: LocalRule | ObjectRule | StampRule | FeatureRule | None = None
 
     @property
     def name(self) -> str:
@@ -120,7 +121,7 @@ def programs(
     steps = catalogue()
     first: list[tuple[tuple[Transform, ...], Outputs]] = []
     seen: set[tuple] = set()
-    for step in [*steps, *colour_steps(), *completions()]:
+    for step in [*steps, *colour_steps(), *moves(), *completions()]:
         if clock() > deadline:
             break
         outs = _apply(step, inputs)
@@ -149,7 +150,8 @@ def _learned_rules(
     found: list[tuple[tuple[Transform, ...], Outputs]], inputs: Outputs, targets: list[Grid], n: int
 ) -> Iterator[Program]:
     """One step that keeps every grid's size (identity, a mirror, a completion), then a learned local rule, then
-    a learned object rule, then a rule over the fewest cell features (last, so that it only adds answers): after
+    a learned object rule, then stamps around cells (`arcsub.solver.stamp`, on the input only), then a rule over
+    the fewest cell features (last, so that it only adds answers): after
     every fixed program, since a lookup table fits more than a rule does. Not
     after a crop: a table over a few cropped cells fits by chance (5614dbcf answered wrongly so on the training
     sets)."""
@@ -170,6 +172,10 @@ def _learned_rules(
                 rule = fit_object_rule(list(outs[:n]), targets, diagonal, feature)
                 if rule is not None:
                     yield Program(chain, rule=rule)
+    for chain, outs in same_size[:1]:  # stamps around cells, read off the input itself
+        stamp = fit_stamp_rule(list(outs[:n]), targets)
+        if stamp is not None:
+            yield Program(chain, rule=stamp)
     for chain, outs in same_size[:1]:  # the input itself: after other steps it doubled the search's time and
         for rule in fit_feature_rules(list(outs[:n]), targets):  # explained no more on ARC-AGI-1 training
             yield Program(chain, rule=rule)

@@ -16,6 +16,8 @@ import numpy as np
 from arcsub.core.augment import d8_apply
 from arcsub.core.data import MAX_SIDE, Grid
 from arcsub.solver.objects import Obj, background, bbox, enclosed, label
+from arcsub.solver.periodic import CANVASES, continue_pattern
+from arcsub.solver.slide import slide_to
 from arcsub.solver.symmetry import complete, complete_hidden_part
 
 Fn = Callable[[Grid], "Grid | None"]
@@ -391,6 +393,20 @@ def colour_steps() -> list[Transform]:
     items += [(f"fill_enclosed_{c}", fill_enclosed(c)) for c in range(10)]
     items += [(f"crop_colour_{c}", crop_colour(c, False)) for c in range(10)]
     items += [(f"crop_inside_{c}", crop_colour(c, True)) for c in range(10)]
+    return [Transform(n, f) for n, f in items]
+
+
+def moves() -> list[Transform]:
+    """Patterns continued onto a canvas (`arcsub.solver.periodic`) and objects slid to an anchor colour
+    (`arcsub.solver.slide`): tried alone, like the colour steps, since they explained no pair on ARC-AGI-1
+    training that a single step did not."""
+    items: list[tuple[str, Fn]] = [
+        (f"continue_{axis}_{canvas}", continue_pattern(axis, canvas))
+        for axis in ("rows", "cols")
+        for canvas in CANVASES
+    ]
+    items += [(f"slide_to_{c}", slide_to(c)) for c in range(10)]
+    items += [(f"slide_into_{c}", slide_to(c, join=True)) for c in range(10)]
     return [Transform(n, f) for n, f in items]
 
 

@@ -1,0 +1,72 @@
+"""The solver's program families added after a5e598f, each on the ARC-AGI-1 training tasks it was written for and
+where it must refuse: periodic patterns continued, objects slid to an anchor, stamps around cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from arcsub.core.data import grids_equal
+from arcsub.solver.periodic import continue_pattern, continue_rows, find_period
+from arcsub.solver.search import solve
+from arcsub.solver.slide import slide_to
+from arcsub.solver.stamp import StampRule, fit_stamp_rule
+
+FOUND = {
+    "d8c310e9": "continue_cols_same",  # a frieze continued to the right edge
+    "963e52fc": "continue_cols_double",  # onto a grid twice as wide
+    "53b68214": "continue_rows_square",  # a staircase continued down to a square
+    "017c7c7b": "continue_rows_half_more | colours",  # one and a half times as tall, recoloured
+    "05f2a901": "slide_to_8",  # the shape moved until it touches the 8 square
+    "a48eeaf7": "slide_to_2",  # grey cells pulled straight or diagonally onto the red square
+    "4093f84a": "slide_into_5",  # cells stuck to the grey band turn grey (its test shows a new colour)
+    "0ca9ddb6": "identity | stamp_1_2",  # corners around red, sides around blue
+    "dc1df850": "identity | stamp_2",  # a blue ring around each red cell
+    "d364b489": "identity | stamp_1",  # four colours around each blue cell
+    "913fb3ed": "identity | stamp_2_3_8",  # a ring whose colour depends on the cell's
+}
+
+
+@pytest.mark.parametrize("tid", sorted(FOUND))
+def test_each_family_explains_its_training_task_and_answers_it_right(arc1_train, tid):
+    task = arc1_train[tid]
+    name, answers = solve(task)
+    assert name.startswith(FOUND[tid])
+    for pair, ours in zip(task.test, answers, strict=True):
+        assert grids_equal(ours[0], pair.output)
+
+
+def g(rows: list[str]) -> np.ndarray:
+    return np.array([[int(c) for c in r] for r in rows], dtype=np.uint8)
+
+
+def test_a_period_must_be_seen_repeating():
+    frieze = g(["12312300", "00000000"]).T  # columns as rows: "123" twice, then blank
+    assert find_period(frieze, 0, 6) == (3, 0)
+    assert continue_rows(frieze, 8)[6:, 0].tolist() == [1, 2]
+    once = g(["1234", "0000", "0000"])  # a pattern drawn once has no period to continue
+    assert continue_pattern("cols", "same")(once) is None
+    assert continue_pattern("rows", "same")(np.zeros((3, 3), dtype=np.uint8)) is None
+    staircase = g(["1100", "0110", "0000", "0000"])  # rows repeat one column further right
+    assert find_period(staircase[:2], 0, 2) is None  # two rows show a step once only
+    assert continue_pattern("rows", "half_more")(g(["12", "12", "12"])) is None  # odd height: no 3/2 canvas
+
+
+def test_slide_refuses_without_an_anchor_or_a_move():
+    grid = g(["00000", "20008", "00000"])
+    assert slide_to(8)(grid).tolist() == g(["00000", "00028", "00000"]).tolist()
+    assert slide_to(8, join=True)(grid).tolist() == g(["00000", "00088", "00000"]).tolist()
+    assert slide_to(3)(grid) is None  # no anchor
+    assert slide_to(8)(g(["00000", "00028", "00000"])) is None  # already touching: nothing moves
+
+
+def test_stamp_refuses_disagreeing_demonstrations_clashes_and_inputs_without_its_colours():
+    a, b = g(["00000", "00100", "00000"]), g(["00000", "02120", "00000"])
+    c, d = g(["0000", "0100", "0000"]), g(["0000", "2120", "0000"])
+    rule = fit_stamp_rule([a, c], [b, d])
+    assert rule is not None and rule.stencils == {1: ((0, -1, 2), (0, 1, 2))}
+    assert fit_stamp_rule([a, c], [b, g(["0000", "3120", "0000"])]) is None  # left of blue: red, then green
+    assert fit_stamp_rule([a], [b]) is None  # each offset seen once only
+    assert rule(g(["000", "030", "000"])) is None  # no blue cell: nothing to stamp
+    clash = StampRule({1: ((0, 1, 2),), 3: ((0, -1, 4),)})
+    assert clash(g(["103"])) is None  # the middle cell painted red and yellow
