@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from arcsub.core.data import Grid
-from arcsub.solver.local_rule import CROSS, SQUARE, far_features, look_up, shifted
+from arcsub.solver.local_rule import CROSS, NEIGHBOURS, far_features, look_up, shifted
 
-NEIGHBOURS = tuple(d for d in SQUARE if d != (0, 0))
 FEATURE_NAMES = (
     "cell",
     *(f"at{dr:+d}{dc:+d}" for dr, dc in NEIGHBOURS),

@@ -20,6 +20,7 @@ OUTSIDE = 10  # the value of cells beyond the border in a neighbourhood
 
 SQUARE = tuple((dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1))
 CROSS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+NEIGHBOURS = tuple(d for d in SQUARE if d != (0, 0))  # the 8 cells around one
 NEAR = {"cross": CROSS, "counts": SQUARE, "square": SQUARE}  # the cells each near shape reads
 # tried in this order: "counts" is the cell and how many of each colour its 8 neighbours hold; "rays" the cell and
 # the first coloured (non-black) cell seen along each of the 4 directions; "lines" the cell and the sets of colours

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from arcsub.core.data import Grid
-from arcsub.solver.local_rule import SQUARE
+from arcsub.solver.local_rule import NEIGHBOURS
 from arcsub.solver.objects import background
 
-OFFSETS = tuple(d for d in SQUARE if d != (0, 0))
 MIN_SEEN = 2  # an offset seen once could be another stamp's cell or a coincidence
 
 
@@ -27,7 +26,7 @@ def around(g: Grid, bg: int) -> list[tuple[int, int, int, int, int]]:
     h, w = g.shape
     out = []
     for r, c in zip(*np.nonzero(g != bg), strict=True):
-        for dr, dc in OFFSETS:
+        for dr, dc in NEIGHBOURS:
             rr, cc = r + dr, c + dc
             if 0 <= rr < h and 0 <= cc < w and g[rr, cc] == bg:
                 out.append((int(g[r, c]), dr, dc, int(rr), int(cc)))
