@@ -105,3 +105,33 @@ def test_param_groups_and_training_with_state_round_trip():
         o.step()
     for a, b in zip(model.parameters(), twin.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["normuon", "muon"])
+def test_the_batched_step_is_the_per_tensor_loop(name):
+    """The stacked Newton-Schulz and foreach updates take the loop's steps (same state, same weights) on a
+    model whose matrices come in several shapes, and a checkpoint of one continues in the other."""
+    x = torch.randint(0, 10, (4, 12))
+    models = [tiny(num_tasks=3) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [
+        Muon(muon_param_groups(m, 0.1), lr=0.01, weight_decay=0.1, normalize=name == "normuon", batched=b)
+        for m, b in zip(models, (False, True), strict=True)
+    ]
+    assert len({tuple(p.shape) for p in opts[1].param_groups[0]["params"]}) >= 3
+    for _ in range(3):
+        for m, o in zip(models, opts, strict=True):
+            o.zero_grad()
+            m(x, torch.tensor([0, 1, 2, 0]), 0, labels=x).loss.backward()
+            o.step()
+        for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    loop, batched = (o.state_dict()["state"] for o in opts)
+    assert loop.keys() == batched.keys()
+    for k in loop:
+        assert loop[k].keys() == batched[k].keys()
+        for key, v in loop[k].items():
+            if torch.is_tensor(v):
+                torch.testing.assert_close(v, batched[k][key], rtol=1e-5, atol=1e-6)
+            else:
+                assert v == batched[k][key]

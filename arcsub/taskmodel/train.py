@@ -285,7 +285,8 @@ def _synced_time(device: torch.device, clock: Clock) -> float:
     return clock()
 
 
-def _optimizer(model, o: TaskOptimSettings, device: torch.device) -> torch.optim.Optimizer:
+def task_optimizer(model, o: TaskOptimSettings, device: torch.device) -> torch.optim.Optimizer:
+    """The run's optimizer: the Muon family (arcsub.training.muon) or the shared AdamW builders."""
     return build_muon(model, o) if o.name in ("muon", "normuon") else build_optimizer(model, o, device)
 
 
@@ -407,7 +408,7 @@ class SourceLoss:
         return {name: round(loss[i] / n[i], 5) for i, name in enumerate(SOURCES) if n[i] > 0}
 
 
-def _step_loss(fwd, model, device: torch.device, n_label: int, by_source: SourceLoss):
+def step_loss(fwd, model, device: torch.device, n_label: int, by_source: SourceLoss):
     """The loss of one packed micro-batch, summed over its labels and divided by the step's label count;
     each token's loss is also added to `by_source`."""
 
@@ -453,7 +454,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True, clock: Clock = time.time)
     dtype = pick_dtype(cfg.dtype, device)
     model, index, source = _prepare(cfg, run, dist, device)
     tok = build_compact_tokenizer()
-    opt = _optimizer(model, cfg.optim, device)
+    opt = task_optimizer(model, cfg.optim, device)
     scaler = make_scaler(dtype)
     start = resume(run, model, opt, scaler, device)
     plan = StepPlan(cfg, run, start, dist, device, clock)
@@ -489,7 +490,7 @@ def train(cfg: TaskTrainConfig, progress: bool = True, clock: Clock = time.time)
         torch.manual_seed(step_seed(cfg.seed, step, dist.rank))  # dropout: resumable, on CPU and CUDA alike
         window_tokens += sum(int((b.input_ids != model.config.pad_token_id).sum()) for b in micro)
         by_source.reset()
-        loss_of = _step_loss(fwd, model, device, sum(b.n_label for b in micro), by_source)
+        loss_of = step_loss(fwd, model, device, sum(b.n_label for b in micro), by_source)
         loss_sum = backward_micro_steps(fwd, micro, loss_of, dist, device, dtype, scaler)
         lr = base_lr * lr_at(step, cfg.optim, plan.total)
         gnorm = optimizer_step(model, opt, scaler, cfg.optim.grad_clip, lr)

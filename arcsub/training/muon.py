@@ -8,11 +8,18 @@ its 44 % model with NorMuon. Embeddings, norms and the output head stay with Ada
 
 Updates are scaled to an RMS of 0.2 (Liu et al., 2025, "Muon is scalable"), the size of a typical AdamW step,
 so one learning rate and one schedule (arcsub.training.runtime.lr_at through LambdaLR) serve both kinds of parameters.
+
+The step is batched: matrices of one shape go through Newton-Schulz as one stacked tensor, and the element-wise
+updates are torch._foreach calls. A loop over tensors launches ~60 small kernels per matrix from Python, and
+on the task model's steps (16 matrices, ~30 ms) those launches, not the GPU, set the optimizer's time
+(bench/bench_task_step.py, docs/benchmarks.md). The loop stays (batched=False) as the reference the batched
+step is tested and timed against; both keep the same per-parameter state, so checkpoints move between them.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable
 
 import torch
@@ -61,7 +68,9 @@ class Muon(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.95),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        batched: bool = True,
     ):
+        self.batched = batched
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -87,18 +96,78 @@ class Muon(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            if params:
+            if not params:
+                continue
+            if not self.batched:
                 (self._muon if group["muon"] else self._adamw)(group, params)
+            elif group["muon"]:
+                for same_shape in by_key(params, lambda p: tuple(p.shape)):
+                    self._muon_stacked(group, same_shape)
+            else:
+                for same_step in by_key(params, lambda p: self.state[p].get("step", 0)):
+                    self._adamw_foreach(group, same_step)
         return loss
+
+    def _muon_state(self, group: dict, p: torch.Tensor) -> dict:
+        state = self.state[p]
+        if not state:
+            state["momentum"] = torch.zeros_like(p)
+            if group["normalize"]:
+                state["row_sq"] = torch.zeros(p.shape[0], 1, device=p.device, dtype=torch.float32)
+        return state
+
+    def _adamw_state(self, p: torch.Tensor) -> dict:
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        return state
+
+    def _muon_stacked(self, group: dict, params: list[torch.Tensor]) -> None:
+        """_muon's update for matrices of one shape at once: one stacked Newton-Schulz, foreach element-wise."""
+        lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+        states = [self._muon_state(group, p) for p in params]
+        grads = [p.grad for p in params]
+        bufs = [s["momentum"] for s in states]
+        torch._foreach_lerp_(bufs, grads, 1 - mom)
+        ahead = torch._foreach_lerp(grads, bufs, mom) if group["nesterov"] else bufs
+        update = newton_schulz(torch.stack(ahead), group["ns_steps"]).float()
+        if group["normalize"]:
+            norm = update.norm(dim=(-2, -1), keepdim=True)
+            row_sq = torch.stack([s["row_sq"] for s in states])
+            row_sq.lerp_(update.square().mean(dim=-1, keepdim=True), 1 - group["beta2"])
+            torch._foreach_copy_([s["row_sq"] for s in states], list(row_sq.unbind(0)))
+            update = update / (row_sq.sqrt() + group["eps"])
+            update *= norm / (update.norm(dim=(-2, -1), keepdim=True) + group["eps"])
+        update *= ADAMW_RMS * math.sqrt(max(params[0].shape))
+        torch._foreach_mul_(params, 1 - lr * wd)
+        torch._foreach_add_(params, list(update.to(params[0].dtype).unbind(0)), alpha=-lr)
+
+    def _adamw_foreach(self, group: dict, params: list[torch.Tensor]) -> None:
+        """_adamw's update for tensors at one step count at once (foreach calls: a few launches in all)."""
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        b1, b2 = group["betas"]
+        states = [self._adamw_state(p) for p in params]
+        for s in states:
+            s["step"] += 1
+        t = states[0]["step"]
+        grads = [p.grad for p in params]
+        exp_avg = [s["exp_avg"] for s in states]
+        exp_avg_sq = [s["exp_avg_sq"] for s in states]
+        torch._foreach_lerp_(exp_avg, grads, 1 - b1)
+        torch._foreach_mul_(exp_avg_sq, b2)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - b2)
+        denom = torch._foreach_div(exp_avg_sq, 1 - b2**t)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_mul_(params, 1 - lr * wd)
+        torch._foreach_addcdiv_(params, exp_avg, denom, value=-lr / (1 - b1**t))
 
     def _muon(self, group: dict, params: list[torch.Tensor]) -> None:
         lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
         for p in params:
-            state = self.state[p]
-            if not state:
-                state["momentum"] = torch.zeros_like(p)
-                if group["normalize"]:
-                    state["row_sq"] = torch.zeros(p.shape[0], 1, device=p.device, dtype=torch.float32)
+            state = self._muon_state(group, p)
             buf = state["momentum"]
             buf.lerp_(p.grad, 1 - mom)
             update = newton_schulz(
@@ -117,11 +186,7 @@ class Muon(torch.optim.Optimizer):
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
         b1, b2 = group["betas"]
         for p in params:
-            state = self.state[p]
-            if not state:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p)
-                state["exp_avg_sq"] = torch.zeros_like(p)
+            state = self._adamw_state(p)
             state["step"] += 1
             t = state["step"]
             state["exp_avg"].lerp_(p.grad, 1 - b1)
@@ -129,6 +194,14 @@ class Muon(torch.optim.Optimizer):
             denom = (state["exp_avg_sq"] / (1 - b2**t)).sqrt_().add_(eps)
             p.mul_(1 - lr * wd)
             p.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - b1**t))
+
+
+def by_key(params: list[torch.Tensor], key) -> list[list[torch.Tensor]]:
+    """The tensors split into lists of one key each (a shape, a step count), in first-seen order."""
+    groups: dict = defaultdict(list)
+    for p in params:
+        groups[key(p)].append(p)
+    return list(groups.values())
 
 
 def muon_param_groups(
