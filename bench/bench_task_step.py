@@ -123,7 +123,12 @@ def profile(bench: Bench, opt, steps: int, top: int = 12) -> dict:
             bench.step(opt)
         sync()
     wall = time.perf_counter() - t
-    kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+    # the GPU-side rows of annotated ranges (Optimizer.step#Muon.step) span gaps as well: kernels only
+    kernels = [
+        e
+        for e in prof.key_averages()
+        if e.device_type.name == "CUDA" and not getattr(e, "is_user_annotation", False)
+    ]
     gpu_s = sum(e.self_device_time_total for e in kernels) / 1e6
     kernels.sort(key=lambda e: e.self_device_time_total, reverse=True)
     return {
