@@ -152,6 +152,23 @@ def test_save_load_round_trip_with_auto_classes(tmp_path):
     assert idx.rows == index.rows and again.config.num_tasks == 5
 
 
+def test_saving_and_loading_draw_no_progress_bars_and_keep_the_setting(tmp_path, capfd):
+    """A checkpoint every ~30 s must not put transformers' tqdm bars into a long run's log; the caller's own
+    setting for them comes back afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    save_task_model(tiny(num_tasks=2), TaskIndex(["a", "b"]), tmp_path / "m", {})
+    load_task_model(tmp_path / "m")
+    err = capfd.readouterr().err
+    assert "Writing model shards" not in err and "Loading weights" not in err
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    load_task_model(tmp_path / "m")
+    assert not hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+
+
 def test_add_tasks_keeps_old_rows_and_outputs(tmp_path):
     model = tiny(num_tasks=3)
     ids = torch.as_tensor(encode_pair(INP, OUT))[None]

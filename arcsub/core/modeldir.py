@@ -5,10 +5,11 @@ know (prompt format, steps, settings). Both model families save and check their 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,8 @@ def save_model(
     leaves a model folder that looks finished."""
 
     def write(folder: Path) -> None:
-        model.save_pretrained(str(folder), safe_serialization=True)
+        with quiet_hf_progress():
+            model.save_pretrained(str(folder), safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(folder))
         if extra is not None:
@@ -130,6 +132,22 @@ def save_model(
         write_json_atomic(folder / "arcsub.json", info, indent=2)
 
     return save_dir_atomic(path, write)
+
+
+@contextlib.contextmanager
+def quiet_hf_progress() -> Iterator[None]:
+    """transformers' tqdm bars off for the block. Why: it draws one for every save and load of a model folder
+    ('Writing model shards', 'Loading weights'), so a long run's log got three lines of bars per checkpoint
+    (~40 checkpoints in a 26-minute task-model run) between the lines that say what happened."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def count_params(model) -> int:

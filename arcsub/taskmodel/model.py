@@ -479,14 +479,15 @@ def save_task_model(
 def load_task_model(
     path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> tuple[ArcTaskForCausalLM, TaskIndex]:
-    from arcsub.core.modeldir import check_model_dir
+    from arcsub.core.modeldir import check_model_dir, quiet_hf_progress
 
     p = check_model_dir(path)
     index = TaskIndex.load(p)
     cfg = AutoConfig.from_pretrained(str(p), local_files_only=True)
     if cfg.model_type != MODEL_TYPE:
         raise ArcDataError(f"{p}: a {cfg.model_type!r} model, not a task model (use `arcsub predict`)")
-    model = ArcTaskForCausalLM.from_pretrained(str(p), local_files_only=True, dtype=dtype)
+    with quiet_hf_progress():
+        model = ArcTaskForCausalLM.from_pretrained(str(p), local_files_only=True, dtype=dtype)
     if len(index) != model.config.num_tasks:
         raise ArcDataError(
             f"{p}: task_index.json has {len(index)} tasks, the model {model.config.num_tasks} rows"
