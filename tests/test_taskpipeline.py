@@ -4,6 +4,7 @@ model dataset."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -257,6 +258,9 @@ def test_refinement_is_fitted_to_the_time_left_or_skipped_when_too_little_is_lef
     tc = refine_config(cfg, joint, tmp_path / "joint", 12.5)
     assert (tc.seconds, tc.mode, tc.model) == (12.5, "ttt", str(tmp_path / "joint"))
     assert tc.data.ttt_challenges == [str(tmp_path / "t.json")] and tc.data.challenges == []
+    assert tc.time_budget == pytest.approx(12.5 * 1.2 + 120)  # no predict_cap: the usual hard stop
+    capped = dataclasses.replace(cfg, predict_cap=60)  # a long refinement's stop: at most half the cap over
+    assert refine_config(capped, joint, tmp_path / "joint", 3_000).time_budget == pytest.approx(3_000 + 30)
     with caplog.at_level(logging.WARNING, logger="arcsub"):
         assert refine(cfg, joint, tmp_path / "joint", 1, time.time() + 5) == tmp_path / "joint"
     assert any("predicting with the joint model" in r.getMessage() for r in caplog.records)

@@ -255,7 +255,9 @@ def refine_config(
         name=REFINE_RUN + member_suffix(joint),
         optim=dataclasses.replace(joint.optim, lr=cfg.refine_lr),
     )
-    return fit_to_seconds(tc, seconds) if seconds > 0 else share_of(tc, cfg.train, cfg.refine_share)
+    if seconds > 0:  # its hard stop bounded as the joint run's is (predict_cap), so a long one cannot overrun
+        return fit_to_seconds(tc, seconds, overrun_bound(cfg))
+    return share_of(tc, cfg.train, cfg.refine_share)
 
 
 def member_suffix(tc: TaskTrainConfig) -> str:
