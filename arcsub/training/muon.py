@@ -10,7 +10,7 @@ Updates are scaled to an RMS of 0.2 (Liu et al., 2025, "Muon is scalable"), the 
 so one learning rate and one schedule (arcsub.training.runtime.lr_at through LambdaLR) serve both kinds of parameters.
 
 The step is batched: matrices of one shape go through Newton-Schulz as one stacked tensor, and the element-wise
-updates are torch._foreach calls. A loop over tensors launches ~60 small kernels per matrix from Python, and
+updates are torch._foreach calls. A loop over tensors launches ~50 small kernels per matrix from Python, and
 on the task model's steps (16 matrices, ~30 ms) those launches, not the GPU, set the optimizer's time
 (bench/bench_task_step.py, docs/benchmarks.md). The loop stays (batched=False) as the reference the batched
 step is tested and timed against; both keep the same per-parameter state, so checkpoints move between them.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 
 import torch
 from torch import nn
@@ -196,7 +196,7 @@ class Muon(torch.optim.Optimizer):
             p.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - b1**t))
 
 
-def by_key(params: list[torch.Tensor], key) -> list[list[torch.Tensor]]:
+def by_key(params: list[torch.Tensor], key: Callable[[torch.Tensor], Hashable]) -> list[list[torch.Tensor]]:
     """The tensors split into lists of one key each (a shape, a step count), in first-seen order."""
     groups: dict = defaultdict(list)
     for p in params:
