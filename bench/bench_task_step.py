@@ -118,7 +118,8 @@ def profile(bench: Bench, opt, steps: int, top: int = 12) -> dict:
 
     sync()
     t = time.perf_counter()
-    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    gpu = [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
+    with torch_profile(activities=[ProfilerActivity.CPU, *gpu]) as prof:
         for _ in range(steps):
             bench.step(opt)
         sync()
@@ -147,6 +148,55 @@ def profile(bench: Bench, opt, steps: int, top: int = 12) -> dict:
     }
 
 
+def optimizers(bench: Bench) -> dict[str, torch.optim.Optimizer]:
+    """The two Muon steps on the bench's model: the per-tensor loop (the reference) and the batched default."""
+    if bench.cfg.optim.name not in ("muon", "normuon"):
+        raise SystemExit(
+            f"bench_task_step: optim.name={bench.cfg.optim.name!r}: the bench times the Muon family"
+        )
+    opts = {"loop": task_optimizer(bench.model, bench.cfg.optim, bench.device)}
+    opts["batched"] = task_optimizer(bench.model, bench.cfg.optim, bench.device)
+    opts["loop"].batched = False
+    return opts
+
+
+def measure(cfg: TaskTrainConfig, warmup: int, steps: int, rounds: int, profile_steps: int) -> dict:
+    """Both optimizers' timings on one model in one process: `warmup` steps, then `rounds` alternating rounds
+    of `steps` whole steps (the order flips each round), then each one's synced split and profile."""
+    bench = build(cfg)
+    opts = optimizers(bench)
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    res: dict = {"device": name, "torch": torch.__version__}
+    t = time.perf_counter()
+    for opt in opts.values():
+        for _ in range(warmup // 2):
+            bench.step(opt)
+    res["warmup_s"] = time.perf_counter() - t
+    times: dict[str, list[float]] = {k: [] for k in opts}
+    for r in range(rounds):
+        for k, opt in opts.items() if r % 2 == 0 else reversed(opts.items()):
+            times[k].append(ms_per_step(bench, opt, steps))
+    for k, opt in opts.items():
+        res[k] = {"ms_per_step_rounds": times[k], "ms_per_step": statistics.median(times[k])}
+        res[k].update(split_ms(bench, opt, max(1, steps // 4)))
+        res[k]["profile"] = profile(bench, opt, profile_steps)
+    res["speedup"] = res["loop"]["ms_per_step"] / res["batched"]["ms_per_step"]
+    return res
+
+
+def print_table(res: dict, title: str) -> None:
+    print(f"\n{res['device']} | {title}")
+    print(
+        f"{'optimizer':10s} {'ms/step':>8s} {'fwd+bwd ms':>11s} {'optim ms':>9s} {'GPU busy':>9s} {'launches':>9s}"
+    )
+    for k in ("loop", "batched"):
+        r, p = res[k], res[k]["profile"]
+        print(
+            f"{k:10s} {r['ms_per_step']:8.1f} {r['forward_backward_ms']:11.1f} {r['optimizer_ms']:9.1f} "
+            f"{p['gpu_busy']:9.0%} {p['kernel_launches_per_step']:9d}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/task-transductive-arc2.yaml")
@@ -158,39 +208,10 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     cfg = load_config(TaskTrainConfig, a.config, a.overrides)
-    bench = build(cfg)
-    opts = {"loop": task_optimizer(bench.model, cfg.optim, bench.device)}
-    opts["batched"] = task_optimizer(bench.model, cfg.optim, bench.device)
-    opts["loop"].batched = False
-    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    res: dict = {"device": name, "torch": torch.__version__, "config": a.config}
-    res["overrides"] = a.overrides
-    t = time.perf_counter()
-    for opt in opts.values():
-        for _ in range(a.warmup // 2):
-            bench.step(opt)
-    res["warmup_s"] = time.perf_counter() - t
-    rounds = {name: [] for name in opts}
-    for r in range(a.rounds):
-        for name, opt in opts.items() if r % 2 == 0 else reversed(opts.items()):
-            rounds[name].append(ms_per_step(bench, opt, a.steps))
-    for name, opt in opts.items():
-        res[name] = {"ms_per_step_rounds": rounds[name], "ms_per_step": statistics.median(rounds[name])}
-        res[name].update(split_ms(bench, opt, a.steps // 4))
-        res[name]["profile"] = profile(bench, opt, a.profile_steps)
-    res["speedup"] = res["loop"]["ms_per_step"] / res["batched"]["ms_per_step"]
-    print(json.dumps({k: v for k, v in res.items()}, indent=1))
-    print(f"\n{res['device']} | {a.config} {' '.join(a.overrides)}")
-    print(
-        f"{'optimizer':10s} {'ms/step':>8s} {'fwd+bwd ms':>11s} {'optim ms':>9s} {'GPU busy':>9s} {'launches':>9s}"
-    )
-    for name in opts:
-        r = res[name]
-        p = r["profile"]
-        print(
-            f"{name:10s} {r['ms_per_step']:8.1f} {r['forward_backward_ms']:11.1f} {r['optimizer_ms']:9.1f} "
-            f"{p['gpu_busy']:9.0%} {p['kernel_launches_per_step']:9d}"
-        )
+    res = {"config": a.config, "overrides": a.overrides}
+    res.update(measure(cfg, a.warmup, a.steps, a.rounds, a.profile_steps))
+    print(json.dumps(res, indent=1))
+    print_table(res, f"{a.config} {' '.join(a.overrides)}")
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1))
 

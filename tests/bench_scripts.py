@@ -16,5 +16,6 @@ def bench_module(name: str) -> ModuleType:
         sys.path.append(str(BENCH))
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # as an import would: dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
