@@ -24,15 +24,14 @@ import torch
 
 from arcsub.core.config import load_config
 from arcsub.core.device import pick_dtype
-from arcsub.taskmodel.data import PairSource, TaskStepBatches
+from arcsub.taskmodel.data import TaskStepBatches
 from arcsub.taskmodel.train import (
     SourceLoss,
     TaskTrainConfig,
-    build_model,
-    pick_attention,
     row_layout,
     step_loss,
     task_optimizer,
+    training_model,
 )
 from arcsub.training.runtime import (
     Dist,
@@ -80,10 +79,7 @@ class Bench:
 
 def build(cfg: TaskTrainConfig) -> Bench:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    source = PairSource(cfg.data, max_tokens=cfg.seq_len)
-    model, index = build_model(cfg, source)
-    model.to(device).train()
-    model.attn_backend = pick_attention(cfg.attn, device)
+    model, index, source = training_model(cfg, device)
     rows, seq_len = row_layout(cfg, model.attn_backend)
     data = TaskStepBatches(source, index, cfg.seed, 0, 10**7, 0, rows, seq_len)
     loader = step_loader(data, cfg.workers, device)

@@ -365,9 +365,10 @@ class StepPlan:
         return changed
 
 
-def _prepare(cfg: TaskTrainConfig, run: Path, dist, device: torch.device):
-    """The model (fresh or continued, task rows added), its task index and the data source; the run folder's
-    config and index written by the main rank."""
+def training_model(cfg: TaskTrainConfig, device: torch.device):
+    """The model as a run trains it (fresh or continued, task rows added, on `device` in train mode, its
+    attention backend picked, only the task rows trainable with trainable=tasks), its task index and the data
+    source; nothing written (bench/bench_task_step.py times steps of exactly this model)."""
     source = PairSource(cfg.data, max_tokens=cfg.seq_len)
     model, index = build_model(cfg, source)
     model.to(device).train()
@@ -375,6 +376,12 @@ def _prepare(cfg: TaskTrainConfig, run: Path, dist, device: torch.device):
     if cfg.trainable == "tasks":
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("embed_tasks."))
+    return model, index, source
+
+
+def _prepare(cfg: TaskTrainConfig, run: Path, dist, device: torch.device):
+    """training_model, with the run folder's config and index written by the main rank."""
+    model, index, source = training_model(cfg, device)
     if dist.main:
         run.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run / "config.json", to_dict(cfg), indent=2)
