@@ -135,9 +135,10 @@ class Muon(torch.optim.Optimizer):
         update = newton_schulz(torch.stack(ahead), group["ns_steps"]).float()
         if group["normalize"]:
             norm = update.norm(dim=(-2, -1), keepdim=True)
-            row_sq = torch.stack([s["row_sq"] for s in states])
+            kept = [s["row_sq"] for s in states]
+            row_sq = torch.stack(kept)
             row_sq.lerp_(update.square().mean(dim=-1, keepdim=True), 1 - group["beta2"])
-            torch._foreach_copy_([s["row_sq"] for s in states], list(row_sq.unbind(0)))
+            torch._foreach_copy_(kept, list(row_sq.unbind(0)))
             update = update / (row_sq.sqrt() + group["eps"])
             update *= norm / (update.norm(dim=(-2, -1), keepdim=True) + group["eps"])
         update *= ADAMW_RMS * math.sqrt(max(params[0].shape))
