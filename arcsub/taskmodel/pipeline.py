@@ -215,8 +215,9 @@ def training_seconds(cfg: TaskPipelineConfig, elapsed: float) -> float:
 
 
 def overrun_bound(cfg: TaskPipelineConfig) -> float:
-    """How far past its fitted seconds the joint training's hard stop may lie: half of predict_cap, since the
-    usual 20 % (+120 s) of a 10-hour run is more than the capped prediction time; unbounded without the cap."""
+    """How far past its fitted seconds a training run's hard stop (the joint run's, a refinement's) may lie:
+    half of predict_cap, since the usual 20 % (+120 s) of a 10-hour run is more than the capped prediction
+    time; unbounded without the cap."""
     return cfg.predict_cap / 2 if cfg.predict_cap else math.inf
 
 
