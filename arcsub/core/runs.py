@@ -255,6 +255,29 @@ def score_run(
     return {} if truth is None else score_against(truth, predictions, submission)
 
 
+def write_prediction_files(
+    paths: Mapping[str, Path],
+    tasks: Mapping[str, Task],
+    predictions: Predictions,
+    attempts: Attempts,
+    submission_path: str | Path | None,
+    summary: dict[str, Any],
+    solutions: str | Path | None,
+) -> dict[str, Any]:
+    """The end of a prediction run (either model family): predictions, submission (and its copy at
+    submission_path) and the run summary, each written atomically, the summary last so that it names only
+    files that exist; returns the summary with the file paths and, with a truth, the scores (score_run)."""
+    submission = build_submission(tasks, attempts)
+    write_json_atomic(paths["predictions"], predictions)
+    write_submission(paths["submission"], submission)
+    if submission_path is not None:
+        write_submission(submission_path, submission)
+    summary = {**summary, "files": {k: str(v) for k, v in paths.items()}}
+    summary.update(score_run(tasks, predictions, submission, solutions))
+    write_json_atomic(paths["run"], summary, indent=2)
+    return summary
+
+
 def score_against(
     truth: Mapping[str, list[Any]],
     predictions: Predictions,

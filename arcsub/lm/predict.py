@@ -39,7 +39,6 @@ from arcsub.core.data import (
     grid_to_list,
     read_json,
     task_path,
-    write_json_atomic,
 )
 from arcsub.core.device import default_device, pick_dtype
 from arcsub.core.encode import FORMATS, PROMPTS, Codec, PromptFormat, build_example, parse_answer
@@ -51,7 +50,7 @@ from arcsub.core.runs import (
     data_label,
     model_label,
     run_tasks,
-    score_run,
+    write_prediction_files,
 )
 from arcsub.core.select import NEEDS_SCORER, SELECTORS, Scorer, select
 from arcsub.lm.infer.base import Engine, adapter_ok
@@ -410,8 +409,6 @@ def run_predict(
     Returns the run summary ({"files": {...}, "stats": {...}, "score": ...}); with `solutions` the
     summary includes the Kaggle score and the candidate metrics.
     """
-    from arcsub.core.submission import build_submission, write_submission
-
     cfg = (settings or PredictConfig()).validate()
     if engine is None:
         check_model_spec(model)
@@ -420,22 +417,14 @@ def run_predict(
     check_run_inputs(tasks, solutions, [*paths.values(), submission_path])
     stats: dict[str, Any] = {}
     predictions, attempts = predict(tasks, model, cfg, adapters_dir, engine, progress, stats)
-    submission = build_submission(tasks, attempts)
-    write_json_atomic(paths["predictions"], predictions)
-    write_submission(paths["submission"], submission)
-    if submission_path is not None:
-        write_submission(submission_path, submission)
     summary: dict[str, Any] = {
         "model": str(model) if not isinstance(model, tuple) else "memory",
         "challenges": str(challenges),
         "adapters": str(adapters_dir) if adapters_dir else None,
         "config": to_dict(cfg),
         "stats": stats,
-        "files": {k: str(v) for k, v in paths.items()},
     }
-    summary.update(score_run(tasks, predictions, submission, solutions))
-    write_json_atomic(paths["run"], summary, indent=2)
-    return summary
+    return write_prediction_files(paths, tasks, predictions, attempts, submission_path, summary, solutions)
 
 
 # ------------------------------------------------------------------------------------------- command line

@@ -38,12 +38,11 @@ from arcsub.core.data import (
     grid_to_list,
     grids_equal,
     resolve_path,
-    write_json_atomic,
 )
 from arcsub.core.device import pick_dtype
 from arcsub.core.grammar import SYNC_EVERY, GridConstraint, decoding_sdpa_backends
 from arcsub.core.memory import halving_on_oom, tokens_that_fit, usable_memory
-from arcsub.core.runs import Attempts, Predictions, check_run_inputs, run_tasks, score_run
+from arcsub.core.runs import Attempts, Predictions, check_run_inputs, run_tasks, write_prediction_files
 from arcsub.core.select import NEEDS_SCORER, Scorer, select
 from arcsub.taskmodel.data import (
     EOS,
@@ -493,8 +492,6 @@ def run_task_predict(
     pooled, predict_tasks); write predictions, submission and a run summary.
 
     With `solutions`, the summary holds the Kaggle score, the candidate metrics and each task's score."""
-    from arcsub.core.submission import build_submission, write_submission
-
     cfg = (cfg or TaskPredictConfig()).validate()
     challenges = resolve_path(challenges)
     solutions = None if solutions is None else resolve_path(solutions)
@@ -506,19 +503,11 @@ def run_task_predict(
     (model, index), *others = [load_task_model(m, device, dtype) for m in (model_dir, *ensemble)]
     stats: dict[str, Any] = {"device": str(device)}
     predictions, attempts = predict_tasks(model, index, tasks, cfg, progress, stats, others)
-    submission = build_submission(tasks, attempts)
-    write_json_atomic(paths["predictions"], predictions)
-    write_submission(paths["submission"], submission)
-    if submission_path is not None:
-        write_submission(submission_path, submission)
     summary: dict[str, Any] = {
         "model": str(model_dir),
         **({"ensemble": [str(m) for m in ensemble]} if ensemble else {}),
         "challenges": str(challenges),
         "config": to_dict(cfg),
         "stats": stats,
-        "files": {k: str(v) for k, v in paths.items()},
     }
-    summary.update(score_run(tasks, predictions, submission, solutions))
-    write_json_atomic(paths["run"], summary, indent=2)
-    return summary
+    return write_prediction_files(paths, tasks, predictions, attempts, submission_path, summary, solutions)
