@@ -285,8 +285,13 @@ def test_score_json_on_real_data_with_missing_task(eval20, tmp, run_cli):
     assert out["test_outputs"] == sum(len(t.test) for t in tasks.values())
     assert out["missing"] == [ids[0]]
     assert len(res.err_lines) == 1 and ids[0] in res.err and "warning" in res.err
+    assert "per_task" not in out and "warnings" not in out
+    per_task = json.loads(run_cli("score", u, s, "--json", "--per-task").out)["per_task"]
+    assert per_task[ids[0]] == 0 and per_task[ids[1]] == 1
     text = run_cli("score", u, s)
-    assert text.rc == 0 and "0.9500" in text.out
+    assert text.rc == 0 and "0.9500" in text.out and ids[1] not in text.out
+    lines = run_cli("score", u, s, "--per-task").out.splitlines()
+    assert f"{ids[1]}\t1.000" in lines and len(lines) == 21
 
 
 def test_metrics_json_and_table(eval20, tmp, run_cli):
@@ -314,7 +319,8 @@ def test_metrics_json_and_table(eval20, tmp, run_cli):
     ):
         assert key in m
     assert m["pass_n"] == 1 and m["vote_2"] == 1 and m["unanswered"] == pytest.approx(1 / 3)
-    assert m["n"] == 3 and m["tasks"] == 20
+    assert m["n"] == 3 and m["tasks"] == 20 and "per_task" not in m
+    assert set(json.loads(run_cli("metrics", p, s, "--json", "--per-task").out)["per_task"]) == set(tasks)
     table = run_cli("metrics", p, s)
     assert table.rc == 0 and table.out.splitlines()[0].split()[0] == "accuracy" and "100.0%" in table.out
 

@@ -21,6 +21,20 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _warned_json(res: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Warnings go to stderr in either form; with --json print the result (per-task entries only with
+    --per-task) and say so, else the caller prints its text form."""
+    for w in res["warnings"]:
+        warn(w)
+    if not args.json:
+        return False
+    if not args.per_task:
+        res.pop("per_task")
+    res.pop("warnings")
+    _dump(res)
+    return True
+
+
 # ---------------------------------------------------------------- score
 
 
@@ -44,14 +58,7 @@ def _run_score(args: argparse.Namespace) -> int:
 
     solutions = load_truth(args.solutions)
     res = score_submission(read_json(args.submission), solutions, args.submission)
-    for w in res["warnings"]:
-        warn(w)
-    if args.json:
-        if not args.per_task:
-            res.pop("per_task")
-        res.pop("warnings")
-        _dump(res)
-    else:
+    if not _warned_json(res, args):
         print(
             f"score {res['score']:.4f} ({res['score']:.1%}) over {_plural(res['tasks'], 'task')}; "
             f"{res['solved_outputs']}/{res['test_outputs']} test outputs solved"
@@ -99,14 +106,7 @@ def _run_metrics(args: argparse.Namespace) -> int:
 
     preds = load_predictions(args.predictions)
     res = compute_metrics(preds, load_truth(args.solutions), args.predictions)
-    for w in res["warnings"]:
-        warn(w)
-    if args.json:
-        if not args.per_task:
-            res.pop("per_task")
-        res.pop("warnings")
-        _dump(res)
-    else:
+    if not _warned_json(res, args):
         print(format_metrics_table(res, markdown=args.markdown))
         print(
             f"{_plural(res['tasks'], 'task')}, {_plural(res['test_outputs'], 'test output')}, "
