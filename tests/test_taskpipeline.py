@@ -460,6 +460,7 @@ def test_predict_cap_gives_a_long_budget_to_training_and_leaves_a_short_one_alon
     )
     short = dataclasses.replace(arc2, time_budget=530)
     assert training_seconds(short, 10) == pytest.approx(530 * 0.8 - 10)
+    assert training_seconds(short, 10, 120) == pytest.approx(530 * 0.8 - 10)  # 106 s kept: more than 72
     assert training_seconds(dataclasses.replace(arc2, time_budget=0), 10) == 0
     fitted = fit_to_seconds(arc2.train, 36_800)  # its hard stop: 20 % + 120 s over, past the whole budget
     assert fitted.time_budget == pytest.approx(36_800 * 1.2 + 120)
@@ -469,6 +470,28 @@ def test_predict_cap_gives_a_long_budget_to_training_and_leaves_a_short_one_alon
     assert (
         fit_to_seconds(arc2.train, 36_800, overrun_bound(dataclasses.replace(long, predict_cap=0))) == fitted
     )
+
+
+def test_prediction_keeps_its_seconds_per_task_of_a_short_budget():
+    """The tenth session's 4-minute ARC-AGI-2 run kept 48 s (train_share 0.8) for 120 tasks that need ~60: 20
+    kept their baseline attempts. With predict_s_per_task (0.6 s in the ARC-AGI-2 recipe) training gives way,
+    down to half the budget; longer budgets, and the default config (0: off), are unchanged."""
+    import dataclasses
+
+    from arcsub.core.data import ArcDataError
+    from arcsub.taskmodel.pipeline import training_seconds
+
+    arc2 = load_pipeline_config(CPU.parent / "task-pipeline-arc2.yaml", [])
+    assert arc2.predict_s_per_task == 0.6
+    four = dataclasses.replace(arc2, time_budget=240)
+    assert training_seconds(four, 10, 120) == pytest.approx(240 - 72 - 10)
+    assert training_seconds(four, 10, 20) == pytest.approx(240 * 0.8 - 10)  # 12 s needed: the share stands
+    assert training_seconds(four, 10, 400) == pytest.approx(120 - 10)  # training keeps half
+    assert training_seconds(dataclasses.replace(four, time_budget=40_500), 0, 240) == pytest.approx(36_900)
+    assert training_seconds(dataclasses.replace(four, predict_s_per_task=0), 10, 120) == pytest.approx(182)
+    assert load_pipeline_config(None, []).predict_s_per_task == 0
+    with pytest.raises(ArcDataError, match="predict_s_per_task"):
+        load_pipeline_config(None, ["predict_s_per_task=-1"])
 
 
 def test_a_hung_training_is_given_up_before_a_long_budget_ends():

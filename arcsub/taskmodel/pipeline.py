@@ -81,6 +81,10 @@ class TaskPipelineConfig:
     # more than train_share gives. Why: a 12-hour budget predicts in minutes (~580 s for 240 tasks on 4xL4 by
     # docs/kaggle.md's conversion), so 30 % of it is hours that training could use; a short budget is unchanged
     predict_cap: float = 0.0
+    # > 0: prediction keeps at least this many seconds per test task of a short budget (training keeps at
+    # least half of it). Why: a fixed share of a 4-minute budget (48 s at 0.8) is less than 120 ARC-AGI-2 tasks
+    # take (41 s for 100 on one H100), and the tasks it cannot reach keep their baseline attempts
+    predict_s_per_task: float = 0.0
     gpus: int = 0  # GPUs to train on (torchrun when more than one); 0 = every visible GPU
     chunk: int = 50  # tasks per prediction chunk (submission.json improves after each)
     # also train on the challenge files beside the test file that come with their solutions (Kaggle's
@@ -125,8 +129,10 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str]) -> TaskP
         raise ArcDataError(f"{where}refine_share must be in [0, 1) and refine_lr above 0")
     if cfg.ensemble < 1:
         raise ArcDataError(f"{where}ensemble must be at least 1 (models)")
-    if cfg.predict_cap < 0:
-        raise ArcDataError(f"{where}predict_cap must be 0 (off) or more (seconds kept for prediction)")
+    if cfg.predict_cap < 0 or cfg.predict_s_per_task < 0:
+        raise ArcDataError(
+            f"{where}predict_cap and predict_s_per_task must be 0 (off) or more (seconds kept for prediction)"
+        )
     if cfg.member_tokens < 0 or (cfg.member_tokens and cfg.refine_share):
         raise ArcDataError(
             f"{where}member_tokens must be 0 or more, and 0 with refine_share (one or the other)"
@@ -203,14 +209,19 @@ def share_of(tc: TaskTrainConfig, whole: TaskTrainConfig, frac: float) -> TaskTr
     return dataclasses.replace(tc, steps=max(1, round(whole.steps * frac)))
 
 
-def training_seconds(cfg: TaskPipelineConfig, elapsed: float) -> float:
-    """The seconds training gets of a run that has spent `elapsed` already (start-up): train_share of the
-    budget, or all but predict_cap where that is more; 0 without a budget (train.seconds or train.steps)."""
+def training_seconds(cfg: TaskPipelineConfig, elapsed: float, tasks: int = 0) -> float:
+    """The seconds training gets of a run of `tasks` test tasks that has spent `elapsed` already (start-up):
+    train_share of the budget, or all but predict_cap where that is more, or less where prediction needs
+    predict_s_per_task for each task (down to half the budget); 0 without a budget (train.seconds or
+    train.steps)."""
     if not cfg.time_budget:
         return 0.0
     share = cfg.time_budget * cfg.train_share
     if cfg.predict_cap:
         share = max(share, cfg.time_budget - cfg.predict_cap)
+    if cfg.predict_s_per_task:
+        needed = cfg.time_budget - tasks * cfg.predict_s_per_task
+        share = min(share, max(needed, cfg.time_budget / 2))
     return share - elapsed
 
 
@@ -501,7 +512,7 @@ def run_pipeline(
         out / "test_challenges.json", {t: hide_test_outputs(x).to_json() for t, x in tasks.items()}
     )
     deadline = t_start + cfg.time_budget if cfg.time_budget else float("inf")
-    seconds = training_seconds(cfg, time.time() - t_start)
+    seconds = training_seconds(cfg, time.time() - t_start, len(tasks))
     if cfg.time_budget and seconds < 10:
         raise ArcDataError(f"time_budget={cfg.time_budget:g}: too little time to train a task model")
     gpus = cfg.gpus or max(1, gpu_count())
