@@ -248,6 +248,37 @@ def test_an_interrupted_prediction_keeps_every_finished_chunk_in_the_submission(
     assert sub[ids[1]][0]["attempt_1"] != [[7]]  # the interrupted one keeps its baseline
 
 
+def test_a_short_last_chunk_is_judged_by_seconds_per_task(arc1_eval, tmp_path, monkeypatch):
+    """Chunks of 2 of 5 tasks on a clock that moves 10 s a task: after two chunks (40 s) 15 s are left. The
+    last chunk of one task needs 10 s, so it runs; judged by a full chunk's 20 s it would keep its baseline
+    (the tenth session's 4-minute run left 20 of 120 tasks so). With 5 s left it is not started."""
+    from arcsub.core.runs import start_run
+    from arcsub.taskmodel import model as task_model
+    from arcsub.taskmodel import pipeline as task_pipeline
+    from arcsub.taskmodel import predict as task_predict
+
+    ids = sorted(arc1_eval)[:5]
+    test_file = tmp_path / "test.json"
+    test_file.write_text(json.dumps({t: arc1_eval[t].to_json() for t in ids}))
+    now = [0.0]
+
+    def fake_predict(model, index, chunk, cfg, progress, ensemble=()):
+        now[0] += 10 * len(chunk)
+        return {t: [] for t in chunk}, {t: [[[[7]], [[7]]] for _ in chunk[t].test] for t in chunk}
+
+    monkeypatch.setattr(task_model, "load_task_model", lambda *a: (None, None))
+    monkeypatch.setattr(task_predict, "predict_tasks", fake_predict)
+    cfg = load_pipeline_config(None, ["chunk=2", "predict.device=cpu"])
+    for deadline, predicted in ((55.0, 5), (45.0, 4)):
+        now[0] = 0.0
+        out, _ = start_run(test_file, tmp_path / f"out{deadline:g}", None)
+        task_pipeline.predict_shard(
+            0, ids, ["m"], str(test_file), str(out), cfg, deadline, merge=True, clock=lambda: now[0]
+        )
+        sub = read_json(out / "submission.json")
+        assert sum(sub[t][0]["attempt_1"] == [[7]] for t in ids) == predicted
+
+
 def test_refinement_is_fitted_to_the_time_left_or_skipped_when_too_little_is_left(tmp_path, caplog):
     import logging
 

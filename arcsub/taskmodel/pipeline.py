@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -455,12 +456,14 @@ def predict_shard(
     cfg: TaskPipelineConfig,
     deadline: float,
     merge: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> None:
     """One worker (GPU `rank`): predict its tasks not yet in attempts.<rank>.json chunk by chunk, saving
     attempts and predictions after each chunk. Workers leave the merge into submission.json to the caller
     (run_workers); the one in-process shard (`merge`) merges after every chunk itself, so an interruption
-    (the notebook's hard deadline) keeps every finished chunk. A chunk that the last one's time says cannot
-    finish before `deadline` is not started."""
+    (the notebook's hard deadline) keeps every finished chunk. A chunk that the last one's seconds per task
+    say cannot finish before `deadline` (by `clock`) is not started: per task, so that a short last chunk is
+    not judged by a full one's time."""
     import torch
 
     apply_memory_cap()  # a spawned worker does not pass through the entry points
@@ -480,18 +483,18 @@ def predict_shard(
     device = predict_device(cfg.predict)
     dtype = pick_dtype(cfg.predict.dtype, device)
     (model, index), *others = [load_task_model(m, device, dtype) for m in model_dirs]
-    last_chunk_s = 0.0
+    per_task_s = 0.0
     for start in range(0, len(todo), cfg.chunk):
-        if time.time() + last_chunk_s > deadline:
+        chunk = {t: tasks[t] for t in todo[start : start + cfg.chunk]}
+        if clock() + per_task_s * len(chunk) > deadline:
             log.warning(
                 "worker %d: time budget spent, %d task(s) keep baseline attempts", rank, len(todo) - start
             )
             break
-        t_chunk = time.time()
-        chunk = {t: tasks[t] for t in todo[start : start + cfg.chunk]}
+        t_chunk = clock()
         preds, att = predict_tasks(model, index, chunk, cfg.predict, progress=False, ensemble=others)
         results.add(preds, att)
-        last_chunk_s = time.time() - t_chunk
+        per_task_s = (clock() - t_chunk) / len(chunk)
         log.info("worker %d: predicted %d/%d tasks", rank, len(results.attempts), len(ids))
 
 
