@@ -33,6 +33,7 @@ from arcsub.taskmodel.train import (
     task_optimizer,
     training_model,
 )
+from arcsub.training.muon import Muon
 from arcsub.training.runtime import (
     Dist,
     backward_micro_steps,
@@ -146,12 +147,11 @@ def profile(bench: Bench, opt, steps: int, top: int = 12) -> dict:
 
 def optimizers(bench: Bench) -> dict[str, torch.optim.Optimizer]:
     """The two Muon steps on the bench's model: the per-tensor loop (the reference) and the batched default."""
-    if bench.cfg.optim.name not in ("muon", "normuon"):
+    opts = {k: task_optimizer(bench.model, bench.cfg.optim, bench.device) for k in ("loop", "batched")}
+    if not isinstance(opts["loop"], Muon):  # the run's own choice of optimizer, not a copy of its rule
         raise SystemExit(
             f"bench_task_step: optim.name={bench.cfg.optim.name!r}: the bench times the Muon family"
         )
-    opts = {"loop": task_optimizer(bench.model, bench.cfg.optim, bench.device)}
-    opts["batched"] = task_optimizer(bench.model, bench.cfg.optim, bench.device)
     opts["loop"].batched = False
     return opts
 
