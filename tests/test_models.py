@@ -201,6 +201,20 @@ def test_qwen2_shaped_model_keeps_the_compact_tokenizer(tmp_path, monkeypatch):
     assert fmt == "compact" and again("01\n23", add_special_tokens=False)["input_ids"] == [0, 1, 10, 2, 3]
 
 
+def test_loading_a_model_draws_no_progress_bar(tmp_path, capfd):
+    """Every TTFT and prediction worker loads the model: transformers' 'Loading weights' bar must not reach
+    a long run's log, and the caller's own setting for the bars comes back."""
+    from transformers.utils import logging as hf_logging
+
+    model, tok = build_model("tiny", max_len=64)
+    save_model(model, tok, tmp_path / "m", {"format": "compact"})
+    hf_logging.enable_progress_bar()
+    capfd.readouterr()
+    load_model(tmp_path / "m")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
+
+
 def test_shrunk_tokenizer_saves_and_reloads(tmp_path, qwen_dir):
     model, tok, fmt = load_model(qwen_dir)
     small, new_tok = shrink_vocab(model, tok, fmt)

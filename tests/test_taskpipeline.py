@@ -485,14 +485,14 @@ def test_predict_cap_gives_a_long_budget_to_training_and_leaves_a_short_one_alon
     arc2 = load_pipeline_config(CPU.parent / "task-pipeline-arc2.yaml", [])
     assert (arc2.predict_cap, arc2.train_share) == (3600, 0.8)
     long = dataclasses.replace(arc2, time_budget=40_500)
-    assert training_seconds(long, 100) == pytest.approx(40_500 - 3_600 - 100)
-    assert training_seconds(dataclasses.replace(long, predict_cap=0), 100) == pytest.approx(
+    assert training_seconds(long, 100, 120) == pytest.approx(40_500 - 3_600 - 100)
+    assert training_seconds(dataclasses.replace(long, predict_cap=0), 100, 120) == pytest.approx(
         40_500 * 0.8 - 100
     )
     short = dataclasses.replace(arc2, time_budget=530)
-    assert training_seconds(short, 10) == pytest.approx(530 * 0.8 - 10)
+    assert training_seconds(short, 10, 0) == pytest.approx(530 * 0.8 - 10)
     assert training_seconds(short, 10, 120) == pytest.approx(530 * 0.8 - 10)  # 106 s kept: more than 72
-    assert training_seconds(dataclasses.replace(arc2, time_budget=0), 10) == 0
+    assert training_seconds(dataclasses.replace(arc2, time_budget=0), 10, 120) == 0
     fitted = fit_to_seconds(arc2.train, 36_800)  # its hard stop: 20 % + 120 s over, past the whole budget
     assert fitted.time_budget == pytest.approx(36_800 * 1.2 + 120)
     assert fit_to_seconds(arc2.train, 36_800, overrun_bound(long)).time_budget == pytest.approx(

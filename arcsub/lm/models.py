@@ -16,7 +16,7 @@ import torch
 
 from arcsub.core.data import ArcDataError
 from arcsub.core.encode import FORMATS, build_compact_tokenizer, is_compact
-from arcsub.core.modeldir import check_model_dir, load_adapter, read_model_info
+from arcsub.core.modeldir import check_model_dir, load_adapter, quiet_hf_progress, read_model_info
 
 # Shapes for models trained from scratch on the compact vocabulary. vocab_size is padded to 32 for
 # tensor-core friendly embedding shapes; the tokenizer uses the first 19 ids.
@@ -211,14 +211,15 @@ def load_model(
         )
         extra["device_map"] = {"": torch.device(device).index or 0}
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(p),
-            local_files_only=True,
-            dtype=dtype or torch.float32,
-            attn_implementation=attn,
-            trust_remote_code=trust_remote_code,
-            **extra,
-        )
+        with quiet_hf_progress():  # one bar per worker and per TTFT process otherwise
+            model = AutoModelForCausalLM.from_pretrained(
+                str(p),
+                local_files_only=True,
+                dtype=dtype or torch.float32,
+                attn_implementation=attn,
+                trust_remote_code=trust_remote_code,
+                **extra,
+            )
     except (OSError, ValueError, KeyError) as e:
         raise ArcDataError(f"{p}: cannot build model ({str(e).splitlines()[0]})") from None
     return (model if quant == "4bit" else model.to(device)), tokenizer, fmt

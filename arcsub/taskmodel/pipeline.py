@@ -210,11 +210,11 @@ def share_of(tc: TaskTrainConfig, whole: TaskTrainConfig, frac: float) -> TaskTr
     return dataclasses.replace(tc, steps=max(1, round(whole.steps * frac)))
 
 
-def training_seconds(cfg: TaskPipelineConfig, elapsed: float, tasks: int = 0) -> float:
+def training_seconds(cfg: TaskPipelineConfig, elapsed: float, tasks: int) -> float:
     """The seconds training gets of a run of `tasks` test tasks that has spent `elapsed` already (start-up):
     train_share of the budget, or all but predict_cap where that is more, or less where prediction needs
     predict_s_per_task for each task (down to half the budget); 0 without a budget (train.seconds or
-    train.steps)."""
+    train.steps). `tasks` has no default: a caller that forgot it would keep no prediction time."""
     if not cfg.time_budget:
         return 0.0
     share = cfg.time_budget * cfg.train_share
