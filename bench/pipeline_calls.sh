@@ -9,6 +9,8 @@
 #   TIME_BUDGET  the run's time_budget (default 1680, the 28 minutes), the same in every call
 #   RUN          the run's folder under /tmp/w (default dr$TIME_BUDGET)
 #   CONFIG       default configs/task-pipeline-arc2.yaml; CHALLENGES default ARC-AGI-2 evaluation; TASKS 120
+#   ARGS         more key=value overrides of the pipeline, the same in every call (e.g. model=DIR: continue a
+#                pretrained task model, mode=ttt)
 #   STEP_BENCH=1 call 1 first runs bench/bench_task_step.py (~2 min; its compilation warms the cache)
 # The ninth session's 26-minute run (docs/experiments/arc2.md): TIME_BUDGET=1560 RUN=dr26 STEP_BENCH=1, calls
 # 1, 2, 3 with LIMIT 580, 585, 475.
@@ -37,7 +39,7 @@ nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,utilizatio
 REST=$(( LIM - ($(date +%s) - T0) ))
 echo "pipeline gets $REST s"
 timeout -s INT "$REST" python -m arcsub.cli dry-run --pipeline task --config "$CONFIG" --challenges "$CHALLENGES" \
-  --tasks "${TASKS:-120}" -o "$W" --json time_budget="$T" > "$O/call$N.json" 2> "$O/call$N.log"
+  --tasks "${TASKS:-120}" -o "$W" --json time_budget="$T" ${ARGS:-} > "$O/call$N.json" 2> "$O/call$N.log"
 echo "pipeline rc=$? at $(( $(date +%s) - T0 )) s"
 kill %1 2>/dev/null
 grep -i "task-train\|solver\|predicted\|score\|interrupted\|error" "$O/call$N.log" | tail -12
