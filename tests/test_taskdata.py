@@ -137,6 +137,22 @@ def test_the_widened_arc2_preset_holds_arc_gen_and_no_arc2_evaluation_task(prese
     assert len(ids["re-arc"]) == 3 and ids["re-arc"] <= ids["arc"]  # RE-ARC pairs share their task's row
 
 
+def test_the_arc2_pretraining_preset_reads_no_arc2_evaluation_task(data_root, tmp_path):
+    """configs/task-pretrain-arc2.yaml is pretraining for an ARC-AGI-2 report: its sources may hold anything but
+    the evaluation tasks, which the competition path's TTT adds as new rows afterwards."""
+    cfg = load_config(TaskTrainConfig, CONFIGS / "task-pretrain-arc2.yaml")
+    check_config(cfg)
+    assert cfg.mode == "pretrain" and not cfg.data.ttt_challenges and cfg.data.scale > 0
+    re_arc = tmp_path / "re-arc"
+    re_arc.mkdir()
+    for f in sorted((resolve_path(cfg.data.re_arc) / "tasks").glob("*.json"))[:2]:
+        (re_arc / f.name).symlink_to(f)
+    ids = training_ids(PairSource(dataclasses.replace(cfg.data, re_arc=str(re_arc))))
+    arc2_training = set(read_json(resolve_path("data:arc-agi-2/arc-agi_training_challenges.json")))
+    assert ids["arc"] == arc2_training and len(ids["re-arc"]) == 2
+    assert not set(read_json(resolve_path(A2_EVAL))) & set().union(*ids.values())
+
+
 def test_scale_augmentation_upscales_both_grids_alike_within_30_cells(data_root):
     """data.scale=1: every pair that fits twice over comes as k x k blocks of its view (k >= 2), input and
     output by the same k, never past 30 x 30; scale 0 draws nothing, so older data streams stay the same."""
