@@ -6,12 +6,13 @@
 #   lane tr:  the competition path from scratch (transductive) for PRE + TTT steps
 # Fixed steps, not seconds, so the lanes see the same tokens whatever the card. Each lane leaves its summary
 # (score, metrics, per-task scores), log and training log in OUT_DIR.
-#   Usage: bench/pretrain_then_ttt.sh OUT_DIR LANES LIMIT   (LANES: ptt, tr or ptt,tr; PRE/TTT env, default 6000/4500)
+#   Usage: bench/pretrain_then_ttt.sh OUT_DIR LANES LIMIT   (LANES: ptt, tr or ptt,tr; PRE/TTT env, default 5000/3500,
+#   the twelfth session's run; one lane fits one call, so run ptt and tr in two calls)
 #   PRE_ARGS / ARGS: more overrides of the pretraining / of both pipelines (a CPU check: PRE_ARGS="model=tiny
 #   compile=false rows=1 seq_len=2048" ARGS="train.compile=false train.rows=1 train.seq_len=2048 predict.views=2")
 # Run from the repository root with the data archive at .carry/data.tar.xz (bench/pack_data.sh).
 set -u
-OUT=$1; LANES=$2; LIM=$3; PRE=${PRE:-6000}; TTT=${TTT:-4500}; T0=$(date +%s); W=/tmp/w
+OUT=$1; LANES=$2; LIM=$3; PRE=${PRE:-5000}; TTT=${TTT:-3500}; T0=$(date +%s); W=/tmp/w
 mkdir -p /tmp/arcdata $W "$OUT"
 [ -d /tmp/arcdata/arc-agi-2 ] || tar -xJf .carry/data.tar.xz -C /tmp/arcdata
 export ARCSUB_DATA=/tmp/arcdata PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -28,7 +29,8 @@ pipeline() {  # lane, overrides...: the issue's command at fixed steps, stopped 
 if [[ ",$LANES," == *",ptt,"* ]]; then
   pre=$W/task-pretrain-base-arc2
   [ -f $pre/model/config.json ] || timeout -s INT "$(left)" python -m arcsub.cli task-train \
-    --config configs/task-pretrain-arc2.yaml steps="$PRE" seconds=0 out_dir=$W time_budget=$(( $(left) - 30 )) ${PRE_ARGS:-} --quiet 2>&1 | grep -v -i warn | tail -n 3
+    --config configs/task-pretrain-arc2.yaml steps="$PRE" seconds=0 out_dir=$W time_budget=$(( $(left) - 30 )) \
+    ${PRE_ARGS:-} --quiet 2>&1 | grep -v -i warn | tail -n 3
   cp $pre/log.jsonl "$OUT/pretrain-log.jsonl" 2>/dev/null
   [ -f $pre/model/config.json ] && pipeline ptt model=$pre/model train.steps="$TTT"
 fi
