@@ -29,7 +29,7 @@ pipeline() {  # lane, overrides...: the issue's command at fixed steps, stopped 
 if [[ ",$LANES," == *",ptt,"* ]]; then
   pre=$W/task-pretrain-base-arc2
   [ -f $pre/model/config.json ] || timeout -s INT "$(left)" python -m arcsub.cli task-train \
-    --config configs/task-pretrain-arc2.yaml steps="$PRE" seconds=0 out_dir=$W time_budget=$(( $(left) - 30 )) \
+    --config configs/task-pretrain-arc2.yaml name="$(basename $pre)" steps="$PRE" seconds=0 out_dir=$W time_budget=$(( $(left) - 30 )) \
     ${PRE_ARGS:-} --quiet 2>&1 | grep -v -i warn | tail -n 3
   cp $pre/log.jsonl "$OUT/pretrain-log.jsonl" 2>/dev/null
   [ -f $pre/model/config.json ] && pipeline ptt model=$pre/model train.steps="$TTT"

@@ -111,6 +111,14 @@ def test_a_rerun_fitted_to_other_seconds_is_the_same_run_once_planned(tmp_path):
 A2_GEN = "data:extra/arc-gen/arc2-training.json.xz"
 
 
+def first_re_arc_tasks(re_arc: str, where: Path, n: int) -> str:
+    """A RE-ARC folder of its first n real task files (linked into `where`): the whole of it is ~120k pairs and
+    30 s to parse, more than a test that checks which tasks a preset reads needs."""
+    for f in sorted((resolve_path(re_arc) / "tasks").glob("*.json"))[:n]:
+        (where / f.name).symlink_to(f)
+    return str(where)
+
+
 @pytest.fixture(scope="module")
 def preset_source(data_root, tmp_path_factory) -> PairSource:
     """The widened ARC-AGI-2 preset's sources on the real data, its generated pairs sliced (loaded once, ~5 s):
@@ -118,10 +126,8 @@ def preset_source(data_root, tmp_path_factory) -> PairSource:
     files and ARC-GEN as its ARC-AGI-2 training file alone (the whole of both is ~120k pairs and 30 s to parse)."""
     cfg = load_config(TaskTrainConfig, CONFIGS / "task-transductive-arc2-data.yaml")
     assert A2_GEN in cfg.data.generated and cfg.data.re_arc
-    re_arc = tmp_path_factory.mktemp("re-arc")
-    for f in sorted((resolve_path(cfg.data.re_arc) / "tasks").glob("*.json"))[:3]:
-        (re_arc / f.name).symlink_to(f)
-    return PairSource(dataclasses.replace(cfg.data, re_arc=str(re_arc), generated=[A2_GEN]))
+    re_arc = first_re_arc_tasks(cfg.data.re_arc, tmp_path_factory.mktemp("re-arc"), 3)
+    return PairSource(dataclasses.replace(cfg.data, re_arc=re_arc, generated=[A2_GEN]))
 
 
 def test_the_widened_arc2_preset_holds_arc_gen_and_no_arc2_evaluation_task(preset_source):
@@ -143,11 +149,8 @@ def test_the_arc2_pretraining_preset_reads_no_arc2_evaluation_task(data_root, tm
     cfg = load_config(TaskTrainConfig, CONFIGS / "task-pretrain-arc2.yaml")
     check_config(cfg)
     assert cfg.mode == "pretrain" and not cfg.data.ttt_challenges and cfg.data.scale > 0
-    re_arc = tmp_path / "re-arc"
-    re_arc.mkdir()
-    for f in sorted((resolve_path(cfg.data.re_arc) / "tasks").glob("*.json"))[:2]:
-        (re_arc / f.name).symlink_to(f)
-    ids = training_ids(PairSource(dataclasses.replace(cfg.data, re_arc=str(re_arc))))
+    re_arc = first_re_arc_tasks(cfg.data.re_arc, tmp_path, 2)
+    ids = training_ids(PairSource(dataclasses.replace(cfg.data, re_arc=re_arc)))
     arc2_training = set(read_json(resolve_path("data:arc-agi-2/arc-agi_training_challenges.json")))
     assert ids["arc"] == arc2_training and len(ids["re-arc"]) == 2
     assert not set(read_json(resolve_path(A2_EVAL))) & set().union(*ids.values())
