@@ -1,5 +1,6 @@
 """The solver's program families added after a5e598f, each on the ARC-AGI-1 training tasks it was written for and
-where it must refuse: periodic patterns continued, objects slid to an anchor, stamps around cells."""
+where it must refuse: periodic patterns continued, objects slid to an anchor, stamps around cells, odd-one-out
+crops."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from arcsub.core.data import grids_equal
 from arcsub.solver.periodic import continue_pattern, continue_rows, find_period
 from arcsub.solver.search import solve
+from arcsub.solver.select import crop_rarest_colour, crop_selected
 from arcsub.solver.slide import slide_to
 from arcsub.solver.stamp import StampRule, fit_stamp_rule
 
@@ -24,6 +26,12 @@ FOUND = {
     "dc1df850": "identity | stamp_2",  # a blue ring around each red cell
     "d364b489": "identity | stamp_1",  # four colours around each blue cell
     "913fb3ed": "identity | stamp_2_3_8",  # a ring whose colour depends on the cell's
+    "0b148d64": "crop_rarest_colour",  # the quadrant drawn in the colour the other three lack
+    "c909285e": "crop_rarest_colour",  # the one square frame of its colour
+    "1f85a75f": "crop_rarest_colour",  # the one shape among ~100 noise cells
+    "72ca375d": "select_symmetric_8",  # the symmetric shape of three
+    "88a62173": "select_unique_shape_8",  # the quadrant unlike the other three
+    "ae4f1146": "select_most_rarest_colour_4",  # the block with most blue cells
 }
 
 
@@ -70,3 +78,15 @@ def test_stamp_refuses_disagreeing_demonstrations_clashes_and_inputs_without_its
     assert rule(g(["000", "030", "000"])) is None  # no blue cell: nothing to stamp
     clash = StampRule({1: ((0, 1, 2),), 3: ((0, -1, 4),)})
     assert clash(g(["103"])) is None  # the middle cell painted red and yellow
+
+
+def test_odd_one_out_crops_refuse_ties_and_single_objects():
+    two_alike = g(["110011", "000000", "100001"])  # pairs of one shape each: no shape is the unique one
+    assert crop_selected("unique_shape", True, False)(two_alike) is None
+    odd = g(["110011", "000000", "100000"])  # the lone cell is the one shape that occurs once
+    assert crop_selected("unique_shape", True, False)(odd).tolist() == [[1]]
+    assert (
+        crop_selected("symmetric", True, False)(g(["0110", "0000"])) is None
+    )  # one object: nothing to pick from
+    assert crop_rarest_colour(g(["120", "000"])) is None  # red and blue tie for the rarest
+    assert crop_rarest_colour(g(["1112", "0002"])).tolist() == [[2], [2]]

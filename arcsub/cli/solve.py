@@ -76,11 +76,11 @@ register(
         _run_solve,
         "Search programs of up to DEPTH whole-grid transformations (geometry, crops, scaling, tiling,\n"
         "halves overlaid, objects, gravity, lines, symmetry completion, periodic patterns continued,\n"
-        "objects slid to an anchor), then a learned colour map, local rule (a cell from its neighbourhood or\n"
-        "what it sees far off), object rule (an object recoloured by its size, shape or holes), stamps\n"
-        "around cells or a rule over the fewest cell features; keep those that reproduce every\n"
-        "demonstration exactly, and answer each test input with the simplest ones. Writes a Kaggle\n"
-        "submission (fallback attempts where nothing explains a task; with --merge the model's attempts)\n"
-        "and OUT.programs.json (the program found per task).",
+        "objects slid to an anchor, the odd object out cropped), then a learned colour map, local rule\n"
+        "(a cell from its neighbourhood or what it sees far off), object rule (an object recoloured by\n"
+        "its size, shape or holes), stamps around cells or a rule over the fewest cell features; keep\n"
+        "those that reproduce every demonstration exactly, and answer each test input with the simplest\n"
+        "ones. Writes a Kaggle submission (fallback attempts where nothing explains a task; with --merge\n"
+        "the model's attempts) and OUT.programs.json (the program found per task).",
     )
 )

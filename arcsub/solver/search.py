@@ -1,10 +1,11 @@
 """Search for short programs that reproduce every demonstration of a task, and their answers on the tests.
 
-A program is one or two transformations of `arcsub.solver.transforms`, then optionally a colour map learned
-from the demonstrations (each colour of the program's output goes to one colour of the expected output, the
-same in every demonstration), or one size-keeping step and a learned local rule (`arcsub.solver.local_rule`)
-or object rule (`arcsub.solver.object_rule`), or stamps around cells (`arcsub.solver.stamp`), or a rule over
-the fewest cell features (`arcsub.solver.feature_rule`).
+A program is one or two transformations of `arcsub.solver.transforms` (or one odd-one-out crop of
+`arcsub.solver.select`), then optionally a colour map learned from the demonstrations (each colour of the
+program's output goes to one colour of the expected output, the same in every demonstration), or one
+size-keeping step and a learned local rule (`arcsub.solver.local_rule`) or object rule
+(`arcsub.solver.object_rule`), or stamps around cells (`arcsub.solver.stamp`), or a rule over the fewest cell
+features (`arcsub.solver.feature_rule`).
 Programs are tried simple first: one step before two, without a colour map before with one, learned rules last;
 the first programs' distinct test answers are the solver's attempts.
 """
@@ -22,6 +23,7 @@ from arcsub.core.data import Grid, Task, grids_equal
 from arcsub.solver.feature_rule import FeatureRule, fit_feature_rules
 from arcsub.solver.local_rule import SHAPES, LocalRule, fit_local_rule
 from arcsub.solver.object_rule import FEATURES, ObjectRule, fit_object_rule
+from arcsub.solver.select import selections
 from arcsub.solver.stamp import StampRule, fit_stamp_rule
 from arcsub.solver.transforms import Transform, catalogue, colour_steps, completions, moves
 
@@ -121,7 +123,7 @@ def programs(
     steps = catalogue()
     first: list[tuple[tuple[Transform, ...], Outputs]] = []
     seen: set[tuple] = set()
-    for step in [*steps, *colour_steps(), *moves(), *completions()]:
+    for step in [*steps, *colour_steps(), *moves(), *selections(), *completions()]:
         if clock() > deadline:
             break
         outs = _apply(step, inputs)

@@ -1,0 +1,106 @@
+"""Crops chosen by how one candidate differs from the others: the "find the odd one out and cut it out" tasks.
+
+The catalogue's object crops (`arcsub.solver.transforms.crop_object`) rank each object by a property of its
+own (area, colours). Many crop tasks instead pick the object that is unlike the rest: the one symmetric shape
+(72ca375d), the one shape that occurs once (88a62173), the one object whose colours no other has (c909285e,
+1f85a75f among ~100 noise cells), the block holding most of the grid's rarest colour (ae4f1146), or the box
+of the rarest colour's cells (0b148d64). These keys need all candidates at once, and noisy grids hold far
+more objects than the catalogue's 40, so they live here, tried alone (not composed: the search's pairs grow
+with the square of the catalogue). Written and chosen on ARC-AGI-1 training alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from arcsub.core.data import Grid
+from arcsub.solver.objects import Obj, background, bbox, label
+from arcsub.solver.transforms import Fn, Transform, strictly_first
+
+MOST_OBJECTS = 200  # noise: 1f85a75f has ~100 single cells around the one object it keeps
+
+Key = Callable[[list[Obj], Grid], list[float]]
+
+
+def symmetric(obj: Obj, grid: Grid) -> bool:
+    """Its box reads the same mirrored left to right or top to bottom."""
+    box = obj.crop(grid)
+    return bool((box == box[:, ::-1]).all() or (box == box[::-1]).all())
+
+
+def shape_of(obj: Obj) -> bytes:
+    """The object's cells within its box, as a hashable key (position-free)."""
+    r0, c0, r1, c1 = obj.box
+    cells = obj.mask[r0:r1, c0:c1]
+    return bytes(cells.shape) + np.packbits(cells).tobytes()
+
+
+def colour_set(obj: Obj, grid: Grid) -> tuple[int, ...]:
+    return tuple(np.unique(grid[obj.mask]).tolist())
+
+
+def rarest_colour(grid: Grid) -> int | None:
+    """The non-background colour with strictly the fewest cells, or None on a tie or a one-colour grid."""
+    counts = np.bincount(grid.ravel(), minlength=10)
+    counts[background(grid)] = 0
+    present = [c for c in range(10) if counts[c]]
+    if not present:
+        return None
+    i = strictly_first([-int(counts[c]) for c in present])
+    return None if i is None else present[i]
+
+
+def how_many_alike(values: list) -> list[float]:
+    """Minus how many candidates share each one's value: the unique one scores highest (-1)."""
+    counts: dict = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return [-float(counts[v]) for v in values]
+
+
+def rarest_cells(objs: list[Obj], g: Grid) -> list[float]:
+    colour = rarest_colour(g)
+    return [float((g[o.mask] == colour).sum()) for o in objs]
+
+
+KEYS: dict[str, Key] = {  # every candidate's score at once: the relations compare candidates
+    "symmetric": lambda objs, g: [float(symmetric(o, g)) for o in objs],
+    "asymmetric": lambda objs, g: [-float(symmetric(o, g)) for o in objs],
+    "unique_shape": lambda objs, g: how_many_alike([shape_of(o) for o in objs]),
+    "unique_colours": lambda objs, g: how_many_alike([colour_set(o, g) for o in objs]),
+    "most_rarest_colour": rarest_cells,
+}
+
+
+def crop_selected(key: str, diagonal: bool, by_colour: bool) -> Fn:
+    """The box of the one object strictly first by `key` among all objects (no answer on a tie)."""
+    scores = KEYS[key]
+
+    def fn(g: Grid) -> Grid | None:
+        objs = label(g, background(g), diagonal, by_colour)
+        if len(objs) < 2 or len(objs) > MOST_OBJECTS:
+            return None
+        i = strictly_first(scores(objs, g))
+        return None if i is None else objs[i].crop(g)
+
+    return fn
+
+
+def crop_rarest_colour(g: Grid) -> Grid | None:
+    """The box of every cell of the rarest colour, whatever lies inside it."""
+    colour = rarest_colour(g)
+    box = None if colour is None else bbox(g == colour)
+    return None if box is None else g[box[0] : box[2], box[1] : box[3]]
+
+
+def selections() -> list[Transform]:
+    """The odd-one-out crops, each object key over 4- and 8-connected, one- and many-coloured objects."""
+    items: list[tuple[str, Fn]] = [("crop_rarest_colour", crop_rarest_colour)]
+    for key in KEYS:
+        for diagonal in (False, True):
+            for by_colour in (False, True):
+                name = f"select_{key}_{'8' if diagonal else '4'}{'_colour' if by_colour else ''}"
+                items.append((name, crop_selected(key, diagonal, by_colour)))
+    return [Transform(n, f) for n, f in items]
