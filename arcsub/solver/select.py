@@ -2,11 +2,11 @@
 
 The catalogue's object crops (`arcsub.solver.transforms.crop_object`) rank each object by a property of its
 own (area, colours). Many crop tasks instead pick the object that is unlike the rest: the one symmetric shape
-(72ca375d), the one shape that occurs once (88a62173), the one object whose colours no other has (c909285e,
-1f85a75f among ~100 noise cells), the block holding most of the grid's rarest colour (ae4f1146), or the box
-of the rarest colour's cells (0b148d64). These keys need all candidates at once, and noisy grids hold far
-more objects than the catalogue's 40, so they live here, tried alone (not composed: the search's pairs grow
-with the square of the catalogue). Written and chosen on ARC-AGI-1 training alone.
+(72ca375d), the one shape that occurs once (88a62173), the one object whose colours no other has, the block
+holding most of the grid's rarest colour (ae4f1146), or the box of the rarest colour's cells (0b148d64,
+c909285e, and 1f85a75f's one shape among ~100 noise cells). These keys need all candidates at once, and noisy
+grids hold far more objects than the catalogue's 40, so they live here, tried alone (not composed: the
+search's pairs grow with the square of the catalogue). Written and chosen on ARC-AGI-1 training alone.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from arcsub.core.data import Grid
 from arcsub.solver.objects import Obj, background, bbox, label
 from arcsub.solver.transforms import Fn, Transform, strictly_first
 
-MOST_OBJECTS = 200  # noise: 1f85a75f has ~100 single cells around the one object it keeps
+MOST_OBJECTS = 200  # noise: a 30x30 grid sprinkled with single cells (1f85a75f) holds ~100 objects
 
 Key = Callable[[list[Obj], Grid], list[float]]
 
@@ -38,6 +38,7 @@ def shape_of(obj: Obj) -> bytes:
 
 
 def colour_set(obj: Obj, grid: Grid) -> tuple[int, ...]:
+    """The colours the object is drawn in: two objects alike in colour whatever their shapes."""
     return tuple(np.unique(grid[obj.mask]).tolist())
 
 
@@ -61,6 +62,7 @@ def how_many_alike(values: list) -> list[float]:
 
 
 def rarest_cells(objs: list[Obj], g: Grid) -> list[float]:
+    """Each object's cells of the grid's rarest colour: the block that holds most of the marks."""
     colour = rarest_colour(g)
     return [float((g[o.mask] == colour).sum()) for o in objs]
 
