@@ -10,7 +10,7 @@ import pytest
 from arcsub.core.data import grids_equal
 from arcsub.solver.periodic import continue_pattern, continue_rows, find_period
 from arcsub.solver.search import solve
-from arcsub.solver.select import crop_rarest_colour, crop_selected
+from arcsub.solver.select import any_symmetry, crop_rarest_colour, crop_selected, equal_blocks
 from arcsub.solver.slide import slide_to
 from arcsub.solver.stamp import StampRule, fit_stamp_rule
 
@@ -32,6 +32,8 @@ FOUND = {
     "72ca375d": "select_symmetric_8",  # the symmetric shape of three
     "88a62173": "select_unique_shape_8",  # the quadrant unlike the other three
     "ae4f1146": "select_most_rarest_colour_4",  # the block with most blue cells
+    "662c240a": "block_asymmetric",  # of three stacked squares, the one no mirror or diagonal maps onto itself
+    "a87f7484": "block_unique_pattern",  # of squares in a row, each in its own colour, the odd drawing
 }
 
 
@@ -90,3 +92,11 @@ def test_odd_one_out_crops_refuse_ties_and_single_objects():
     )  # one object: nothing to pick from
     assert crop_rarest_colour(g(["120", "000"])) is None  # red and blue tie for the rarest
     assert crop_rarest_colour(g(["1112", "0002"])).tolist() == [[2], [2]]
+
+
+def test_equal_blocks_cut_only_whole_squares_and_symmetry_counts_the_diagonals():
+    assert [b.shape for b in equal_blocks(np.zeros((6, 2), dtype=np.uint8))] == [(2, 2)] * 3
+    assert equal_blocks(np.zeros((5, 2), dtype=np.uint8)) is None  # 5 is not a multiple of 2
+    assert equal_blocks(np.zeros((3, 3), dtype=np.uint8)) is None  # one square: nothing to compare
+    assert any_symmetry(g(["12", "23"]))  # mirrored about its main diagonal only
+    assert not any_symmetry(g(["12", "34"]))

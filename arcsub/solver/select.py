@@ -4,9 +4,10 @@ The catalogue's object crops (`arcsub.solver.transforms.crop_object`) rank each 
 own (area, colours). Many crop tasks instead pick the object that is unlike the rest: the one symmetric shape
 (72ca375d), the one shape that occurs once (88a62173), the one object whose colours no other has, the block
 holding most of the grid's rarest colour (ae4f1146), or the box of the rarest colour's cells (0b148d64,
-c909285e, and 1f85a75f's one shape among ~100 noise cells). These keys need all candidates at once, and noisy
-grids hold far more objects than the catalogue's 40, so they live here, tried alone (not composed: the
-search's pairs grow with the square of the catalogue). Written and chosen on ARC-AGI-1 training alone.
+c909285e, and 1f85a75f's one shape among ~100 noise cells); likewise the odd square of a grid cut into equal
+squares (662c240a, a87f7484). These keys need all candidates at once, and noisy grids hold far more objects
+than the catalogue's 40, so they live here, tried alone (not composed: the search's pairs grow with the
+square of the catalogue). Written and chosen on ARC-AGI-1 training alone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from arcsub.core.data import Grid
 from arcsub.solver.objects import Obj, background, bbox, label
-from arcsub.solver.transforms import Fn, Transform, strictly_first
+from arcsub.solver.transforms import PANEL_KEYS, Fn, Transform, cells, strictly_first
 
 MOST_OBJECTS = 200  # noise: a 30x30 grid sprinkled with single cells (1f85a75f) holds ~100 objects
 
@@ -90,6 +91,50 @@ def crop_selected(key: str, diagonal: bool, by_colour: bool) -> Fn:
     return fn
 
 
+def equal_blocks(g: Grid) -> list[Grid] | None:
+    """Square blocks side by side with no separator: a grid n times as tall as wide (or as wide as tall) cut
+    into its n squares (662c240a, a87f7484)."""
+    h, w = g.shape
+    if h > w and h % w == 0:
+        return [g[i * w : (i + 1) * w] for i in range(h // w)]
+    if w > h and w % h == 0:
+        return [g[:, i * h : (i + 1) * h] for i in range(w // h)]
+    return None
+
+
+def any_symmetry(p: Grid) -> bool:
+    """Mirrored about either axis or, when square, about either diagonal."""
+    mirrored = (p == p[:, ::-1]).all() or (p == p[::-1]).all()
+    square = p.shape[0] == p.shape[1]
+    return bool(mirrored or (square and ((p == p.T).all() or (p == p[::-1, ::-1].T).all())))
+
+
+def pattern(p: Grid) -> bytes:
+    """Where a block is drawn, whatever its colours: blocks alike in shape but each in its own colour."""
+    return bytes(p.shape) + np.packbits(p != background(p)).tobytes()
+
+
+BLOCK_KEYS: dict[str, Callable[[Grid, list[Grid]], float]] = {
+    **PANEL_KEYS,
+    "unique_pattern": lambda p, all_: -sum(pattern(q) == pattern(p) for q in all_),
+    "asymmetric": lambda p, all_: -float(any_symmetry(p)),
+}
+
+
+def pick_block(split: Callable[[Grid], list[Grid] | None], key: str) -> Fn:
+    """The one block (or panel between separators) strictly first by `key` (no answer on a tie)."""
+    score = BLOCK_KEYS[key]
+
+    def fn(g: Grid) -> Grid | None:
+        blocks = split(g)
+        if blocks is None:
+            return None
+        i = strictly_first([score(b, blocks) for b in blocks])
+        return None if i is None else blocks[i]
+
+    return fn
+
+
 def crop_rarest_colour(g: Grid) -> Grid | None:
     """The box of every cell of the rarest colour, whatever lies inside it."""
     colour = rarest_colour(g)
@@ -98,11 +143,14 @@ def crop_rarest_colour(g: Grid) -> Grid | None:
 
 
 def selections() -> list[Transform]:
-    """The odd-one-out crops, each object key over 4- and 8-connected, one- and many-coloured objects."""
+    """The odd-one-out crops: each object key over 4- and 8-connected, one- and many-coloured objects, then the
+    odd block of a grid cut into equal squares, and the odd panel by the keys the catalogue's panels lack."""
     items: list[tuple[str, Fn]] = [("crop_rarest_colour", crop_rarest_colour)]
     for key in KEYS:
         for diagonal in (False, True):
             for by_colour in (False, True):
                 name = f"select_{key}_{'8' if diagonal else '4'}{'_colour' if by_colour else ''}"
                 items.append((name, crop_selected(key, diagonal, by_colour)))
+    items += [(f"block_{key}", pick_block(equal_blocks, key)) for key in BLOCK_KEYS]
+    items += [(f"panel_{key}", pick_block(cells, key)) for key in BLOCK_KEYS if key not in PANEL_KEYS]
     return [Transform(n, f) for n, f in items]
