@@ -13,6 +13,7 @@ from arcsub.solver.search import solve
 from arcsub.solver.select import any_symmetry, crop_rarest_colour, crop_selected, equal_blocks
 from arcsub.solver.slide import slide_to
 from arcsub.solver.stamp import StampRule, fit_stamp_rule
+from arcsub.solver.window import fit_windows
 
 FOUND = {
     "d8c310e9": "continue_cols_same",  # a frieze continued to the right edge
@@ -34,6 +35,10 @@ FOUND = {
     "ae4f1146": "select_most_rarest_colour_4",  # the block with most blue cells
     "662c240a": "block_asymmetric",  # of three stacked squares, the one no mirror or diagonal maps onto itself
     "a87f7484": "block_unique_pattern",  # of squares in a row, each in its own colour, the odd drawing
+    "39a8645d": "select_commonest_shape",  # the shape drawn most often (a tie of identical crops answers)
+    "48d8fb45": "select_beside_rarest",  # the shape the lone grey mark touches
+    "5bd6f4ac": "window_top_left_0_6",  # always the same 3x3 corner of a 9x9 grid
+    "d10ecb37": "window_top_left_0_0",  # always the top-left 2x2
 }
 
 
@@ -100,3 +105,12 @@ def test_equal_blocks_cut_only_whole_squares_and_symmetry_counts_the_diagonals()
     assert equal_blocks(np.zeros((3, 3), dtype=np.uint8)) is None  # one square: nothing to compare
     assert any_symmetry(g(["12", "23"]))  # mirrored about its main diagonal only
     assert not any_symmetry(g(["12", "34"]))
+
+
+def test_a_window_is_learned_only_for_one_output_size_of_four_cells_or_more():
+    grid = g(["1234", "5678", "9012"])
+    names = [t.name for t in fit_windows([grid, grid], [g(["78", "12"])])]
+    assert names[0] == "window_top_left_1_2" and "window_bottom_right_0_0" in names
+    assert fit_windows([grid], [g(["12"])]) == []  # two cells match by chance too easily
+    assert fit_windows([grid, grid], [g(["12", "56"]), g(["123", "567"])]) == []  # the outputs' sizes differ
+    assert fit_windows([grid], [grid]) == []  # the whole input is no crop

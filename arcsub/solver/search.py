@@ -1,9 +1,9 @@
 """Search for short programs that reproduce every demonstration of a task, and their answers on the tests.
 
 A program is one or two transformations of `arcsub.solver.transforms` (or one odd-one-out crop of
-`arcsub.solver.select`), then optionally a colour map learned from the demonstrations (each colour of the
-program's output goes to one colour of the expected output, the same in every demonstration), or one
-size-keeping step and a learned local rule (`arcsub.solver.local_rule`) or object rule
+`arcsub.solver.select`, or a fixed window learned by `arcsub.solver.window`), then optionally a colour map
+learned from the demonstrations (each colour of the program's output goes to one colour of the expected output,
+the same in every demonstration), or one size-keeping step and a learned local rule (`arcsub.solver.local_rule`) or object rule
 (`arcsub.solver.object_rule`), or stamps around cells (`arcsub.solver.stamp`), or a rule over the fewest cell
 features (`arcsub.solver.feature_rule`).
 Programs are tried simple first: one step before two, without a colour map before with one, learned rules last;
@@ -26,6 +26,7 @@ from arcsub.solver.object_rule import FEATURES, ObjectRule, fit_object_rule
 from arcsub.solver.select import selections
 from arcsub.solver.stamp import StampRule, fit_stamp_rule
 from arcsub.solver.transforms import Transform, catalogue, colour_steps, completions, moves
+from arcsub.solver.window import fit_windows
 
 Outputs = tuple["Grid | None", ...]
 
@@ -123,7 +124,14 @@ def programs(
     steps = catalogue()
     first: list[tuple[tuple[Transform, ...], Outputs]] = []
     seen: set[tuple] = set()
-    for step in [*steps, *colour_steps(), *moves(), *selections(), *completions()]:
+    for step in [
+        *steps,
+        *colour_steps(),
+        *moves(),
+        *selections(),
+        *fit_windows(inputs, targets),
+        *completions(),
+    ]:
         if clock() > deadline:
             break
         outs = _apply(step, inputs)

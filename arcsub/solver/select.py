@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from arcsub.core.data import Grid
-from arcsub.solver.objects import Obj, background, bbox, label
+from arcsub.solver.objects import EIGHT, Obj, background, bbox, label
 from arcsub.solver.transforms import PANEL_KEYS, Fn, Transform, cells, strictly_first
 
 MOST_OBJECTS = 200  # noise: a 30x30 grid sprinkled with single cells (1f85a75f) holds ~100 objects
@@ -62,6 +62,23 @@ def how_many_alike(values: list) -> list[float]:
     return [-float(counts[v]) for v in values]
 
 
+def beside_rarest(objs: list[Obj], g: Grid) -> list[float]:
+    """Each object's cells of the grid's rarest colour that touch it (8 neighbours) from outside: the object a
+    lone mark points at (48d8fb45)."""
+    marks = g == rarest_colour(g)
+    h, w = g.shape
+    padded = np.zeros((h + 2, w + 2), dtype=bool)
+    scores = []
+    for o in objs:
+        padded[:] = False
+        padded[1:-1, 1:-1] = o.mask
+        near = np.zeros((h, w), dtype=bool)
+        for dr, dc in EIGHT:
+            near |= padded[1 + dr : h + 1 + dr, 1 + dc : w + 1 + dc]
+        scores.append(float((near & marks & ~o.mask).sum()))
+    return scores
+
+
 def rarest_cells(objs: list[Obj], g: Grid) -> list[float]:
     """Each object's cells of the grid's rarest colour: the block that holds most of the marks."""
     colour = rarest_colour(g)
@@ -74,19 +91,28 @@ KEYS: dict[str, Key] = {  # every candidate's score at once: the relations compa
     "unique_shape": lambda objs, g: how_many_alike([shape_of(o) for o in objs]),
     "unique_colours": lambda objs, g: how_many_alike([colour_set(o, g) for o in objs]),
     "most_rarest_colour": rarest_cells,
+    "commonest_shape": lambda objs, g: [-s for s in how_many_alike([shape_of(o) for o in objs])],
+    "beside_rarest": beside_rarest,
 }
 
 
+def first_alike(scores: list[float], crops: list[Grid]) -> Grid | None:
+    """The crop of the highest score; a tie answers only when every tied crop is the same grid (the shape that
+    occurs most, drawn alike each time: 39a8645d)."""
+    best = max(scores)
+    tied = [c for s, c in zip(scores, crops, strict=True) if s == best]
+    return tied[0] if all(c.shape == tied[0].shape and (c == tied[0]).all() for c in tied) else None
+
+
 def crop_selected(key: str, diagonal: bool, by_colour: bool) -> Fn:
-    """The box of the one object strictly first by `key` among all objects (no answer on a tie)."""
+    """The box of the object first by `key` among all objects (no answer on a tie between different crops)."""
     scores = KEYS[key]
 
     def fn(g: Grid) -> Grid | None:
         objs = label(g, background(g), diagonal, by_colour)
         if len(objs) < 2 or len(objs) > MOST_OBJECTS:
             return None
-        i = strictly_first(scores(objs, g))
-        return None if i is None else objs[i].crop(g)
+        return first_alike(scores(objs, g), [o.crop(g) for o in objs])
 
     return fn
 
