@@ -18,7 +18,7 @@ import numpy as np
 
 from arcsub.core.data import Grid
 from arcsub.solver.objects import EIGHT, Obj, background, bbox, label
-from arcsub.solver.transforms import PANEL_KEYS, Fn, Transform, cells, strictly_first
+from arcsub.solver.transforms import PANEL_KEYS, Fn, Transform, cells, pick_part, strictly_first
 
 MOST_OBJECTS = 200  # noise: a 30x30 grid sprinkled with single cells (1f85a75f) holds ~100 objects
 
@@ -147,20 +147,6 @@ BLOCK_KEYS: dict[str, Callable[[Grid, list[Grid]], float]] = {
 }
 
 
-def pick_block(split: Callable[[Grid], list[Grid] | None], key: str) -> Fn:
-    """The one block (or panel between separators) strictly first by `key` (no answer on a tie)."""
-    score = BLOCK_KEYS[key]
-
-    def fn(g: Grid) -> Grid | None:
-        blocks = split(g)
-        if blocks is None:
-            return None
-        i = strictly_first([score(b, blocks) for b in blocks])
-        return None if i is None else blocks[i]
-
-    return fn
-
-
 def crop_rarest_colour(g: Grid) -> Grid | None:
     """The box of every cell of the rarest colour, whatever lies inside it."""
     colour = rarest_colour(g)
@@ -177,6 +163,7 @@ def selections() -> list[Transform]:
             for by_colour in (False, True):
                 name = f"select_{key}_{'8' if diagonal else '4'}{'_colour' if by_colour else ''}"
                 items.append((name, crop_selected(key, diagonal, by_colour)))
-    items += [(f"block_{key}", pick_block(equal_blocks, key)) for key in BLOCK_KEYS]
-    items += [(f"panel_{key}", pick_block(cells, key)) for key in BLOCK_KEYS if key not in PANEL_KEYS]
+    items += [(f"block_{key}", pick_part(equal_blocks, score)) for key, score in BLOCK_KEYS.items()]
+    extra = {key: score for key, score in BLOCK_KEYS.items() if key not in PANEL_KEYS}
+    items += [(f"panel_{key}", pick_part(cells, score)) for key, score in extra.items()]
     return [Transform(n, f) for n, f in items]

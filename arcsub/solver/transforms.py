@@ -273,18 +273,23 @@ PANEL_KEYS: dict[str, Callable[[Grid, list[Grid]], float]] = {
 }
 
 
-def pick_panel(key: str) -> Fn:
-    """The one panel that is strictly first by `key` (no answer on a tie)."""
-    score = PANEL_KEYS[key]
+def pick_part(split: Callable[[Grid], list[Grid] | None], score: Callable[[Grid, list[Grid]], float]) -> Fn:
+    """The one part of the grid (`split` cuts it into parts, or gives None) that is strictly first by `score`
+    among its parts (no answer on a tie): panels here, equal squares in `arcsub.solver.select`."""
 
     def fn(g: Grid) -> Grid | None:
-        panels = cells(g)
-        if panels is None:
+        parts = split(g)
+        if parts is None:
             return None
-        i = strictly_first([score(p, panels) for p in panels])
-        return None if i is None else panels[i]
+        i = strictly_first([score(p, parts) for p in parts])
+        return None if i is None else parts[i]
 
     return fn
+
+
+def pick_panel(key: str) -> Fn:
+    """The one panel that is strictly first by `key` (no answer on a tie)."""
+    return pick_part(cells, PANEL_KEYS[key])
 
 
 def keep_object(key: str) -> Fn:
