@@ -28,7 +28,6 @@ FOUND = {
     "d364b489": "identity | stamp_1",  # four colours around each blue cell
     "913fb3ed": "identity | stamp_2_3_8",  # a ring whose colour depends on the cell's
     "0b148d64": "crop_rarest_colour",  # the quadrant drawn in the colour the other three lack
-    "c909285e": "crop_rarest_colour",  # the one square frame of its colour
     "1f85a75f": "crop_rarest_colour",  # the one shape among ~100 noise cells
     "72ca375d": "select_symmetric_8",  # the symmetric shape of three
     "88a62173": "select_unique_shape_8",  # the quadrant unlike the other three
