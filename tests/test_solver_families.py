@@ -1,6 +1,6 @@
 """The solver's program families added after a5e598f, each on the ARC-AGI-1 training tasks it was written for and
 where it must refuse: periodic patterns continued, objects slid to an anchor, stamps around cells, odd-one-out
-crops."""
+crops, fixed windows."""
 
 from __future__ import annotations
 

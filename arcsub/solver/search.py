@@ -3,9 +3,9 @@
 A program is one or two transformations of `arcsub.solver.transforms` (or one odd-one-out crop of
 `arcsub.solver.select`, or a fixed window learned by `arcsub.solver.window`), then optionally a colour map
 learned from the demonstrations (each colour of the program's output goes to one colour of the expected output,
-the same in every demonstration), or one size-keeping step and a learned local rule (`arcsub.solver.local_rule`) or object rule
-(`arcsub.solver.object_rule`), or stamps around cells (`arcsub.solver.stamp`), or a rule over the fewest cell
-features (`arcsub.solver.feature_rule`).
+the same in every demonstration), or one size-keeping step and a learned local rule
+(`arcsub.solver.local_rule`) or object rule (`arcsub.solver.object_rule`), or stamps around cells
+(`arcsub.solver.stamp`), or a rule over the fewest cell features (`arcsub.solver.feature_rule`).
 Programs are tried simple first: one step before two, without a colour map before with one, learned rules last;
 the first programs' distinct test answers are the solver's attempts.
 """

@@ -65,7 +65,10 @@ def how_many_alike(values: list) -> list[float]:
 def beside_rarest(objs: list[Obj], g: Grid) -> list[float]:
     """Each object's cells of the grid's rarest colour that touch it (8 neighbours) from outside: the object a
     lone mark points at (48d8fb45)."""
-    marks = g == rarest_colour(g)
+    colour = rarest_colour(g)
+    if colour is None:
+        return [0.0] * len(objs)
+    marks = g == colour
     h, w = g.shape
     padded = np.zeros((h + 2, w + 2), dtype=bool)
     scores = []
@@ -82,7 +85,7 @@ def beside_rarest(objs: list[Obj], g: Grid) -> list[float]:
 def rarest_cells(objs: list[Obj], g: Grid) -> list[float]:
     """Each object's cells of the grid's rarest colour: the block that holds most of the marks."""
     colour = rarest_colour(g)
-    return [float((g[o.mask] == colour).sum()) for o in objs]
+    return [0.0 if colour is None else float((g[o.mask] == colour).sum()) for o in objs]
 
 
 KEYS: dict[str, Key] = {  # every candidate's score at once: the relations compare candidates

@@ -32,8 +32,8 @@ def window_at(corner: str, dr: int, dc: int, h: int, w: int) -> Fn:
 
 
 def fit_windows(inputs: Sequence[Grid], targets: Sequence[Grid]) -> list[Transform]:
-    """Every corner-anchored window that cuts each demonstration's output from its input, nearest the corner
-    first; none when the outputs differ in size, are too small, or are the whole input."""
+    """Every corner-anchored window that cuts each demonstration's output from its input, corner by corner and
+    nearest the corner first; none when the outputs differ in size, are too small, or are the whole input."""
     h, w = targets[0].shape
     if h * w < FEWEST_CELLS or any(t.shape != (h, w) for t in targets):
         return []
