@@ -24,8 +24,7 @@ def _rank(o: Obj, objs: list[Obj], g: Grid) -> int:
 
 
 def _shape(o: Obj, objs: list[Obj], g: Grid) -> bytes:
-    r0, c0, r1, c1 = o.box
-    return bytes([r1 - r0, c1 - c0]) + np.packbits(o.mask[r0:r1, c0:c1]).tobytes()
+    return o.shape_key
 
 
 def _touches_border(o: Obj, objs: list[Obj], g: Grid) -> bool:

@@ -39,6 +39,17 @@ class Obj:
     def colours(self, grid: Grid) -> int:
         return len(np.unique(grid[self.mask]))
 
+    @property
+    def shape_key(self) -> bytes:
+        """Its cells within its box, wherever it lies: two objects alike in shape share it."""
+        r0, c0, r1, c1 = self.box
+        return mask_key(self.mask[r0:r1, c0:c1])
+
+
+def mask_key(mask: np.ndarray) -> bytes:
+    """A boolean picture as hashable bytes, its size included (two masks of one packing but other sizes differ)."""
+    return bytes(mask.shape) + np.packbits(mask).tobytes()
+
 
 def label(grid: Grid, bg: int, diagonal: bool, by_colour: bool) -> list[Obj]:
     """Connected non-background components, in reading order of their first cell.

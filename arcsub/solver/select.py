@@ -12,12 +12,14 @@ square of the catalogue). Written and chosen on ARC-AGI-1 training alone.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
 
 from arcsub.core.data import Grid
-from arcsub.solver.objects import EIGHT, Obj, background, bbox, label
+from arcsub.solver.local_rule import shifted
+from arcsub.solver.objects import EIGHT, Obj, background, bbox, label, mask_key
 from arcsub.solver.transforms import PANEL_KEYS, Fn, Transform, cells, pick_part, strictly_first
 
 MOST_OBJECTS = 200  # noise: a 30x30 grid sprinkled with single cells (1f85a75f) holds ~100 objects
@@ -25,17 +27,14 @@ MOST_OBJECTS = 200  # noise: a 30x30 grid sprinkled with single cells (1f85a75f)
 Key = Callable[[list[Obj], Grid], list[float]]
 
 
+def mirrored(p: Grid) -> bool:
+    """It reads the same mirrored left to right or top to bottom."""
+    return bool((p == p[:, ::-1]).all() or (p == p[::-1]).all())
+
+
 def symmetric(obj: Obj, grid: Grid) -> bool:
-    """Its box reads the same mirrored left to right or top to bottom."""
-    box = obj.crop(grid)
-    return bool((box == box[:, ::-1]).all() or (box == box[::-1]).all())
-
-
-def shape_of(obj: Obj) -> bytes:
-    """The object's cells within its box, as a hashable key (position-free)."""
-    r0, c0, r1, c1 = obj.box
-    cells = obj.mask[r0:r1, c0:c1]
-    return bytes(cells.shape) + np.packbits(cells).tobytes()
+    """Its box (every colour inside it) is mirrored."""
+    return mirrored(obj.crop(grid))
 
 
 def colour_set(obj: Obj, grid: Grid) -> tuple[int, ...]:
@@ -56,9 +55,7 @@ def rarest_colour(grid: Grid) -> int | None:
 
 def how_many_alike(values: list) -> list[float]:
     """Minus how many candidates share each one's value: the unique one scores highest (-1)."""
-    counts: dict = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
+    counts = Counter(values)
     return [-float(counts[v]) for v in values]
 
 
@@ -69,15 +66,9 @@ def beside_rarest(objs: list[Obj], g: Grid) -> list[float]:
     if colour is None:
         return [0.0] * len(objs)
     marks = g == colour
-    h, w = g.shape
-    padded = np.zeros((h + 2, w + 2), dtype=bool)
     scores = []
     for o in objs:
-        padded[:] = False
-        padded[1:-1, 1:-1] = o.mask
-        near = np.zeros((h, w), dtype=bool)
-        for dr, dc in EIGHT:
-            near |= padded[1 + dr : h + 1 + dr, 1 + dc : w + 1 + dc]
+        near = np.logical_or.reduce([n == 1 for n in shifted(o.mask.astype(np.uint8), EIGHT)])
         scores.append(float((near & marks & ~o.mask).sum()))
     return scores
 
@@ -91,10 +82,10 @@ def rarest_cells(objs: list[Obj], g: Grid) -> list[float]:
 KEYS: dict[str, Key] = {  # every candidate's score at once: the relations compare candidates
     "symmetric": lambda objs, g: [float(symmetric(o, g)) for o in objs],
     "asymmetric": lambda objs, g: [-float(symmetric(o, g)) for o in objs],
-    "unique_shape": lambda objs, g: how_many_alike([shape_of(o) for o in objs]),
+    "unique_shape": lambda objs, g: how_many_alike([o.shape_key for o in objs]),
     "unique_colours": lambda objs, g: how_many_alike([colour_set(o, g) for o in objs]),
     "most_rarest_colour": rarest_cells,
-    "commonest_shape": lambda objs, g: [-s for s in how_many_alike([shape_of(o) for o in objs])],
+    "commonest_shape": lambda objs, g: [-s for s in how_many_alike([o.shape_key for o in objs])],
     "beside_rarest": beside_rarest,
 }
 
@@ -133,14 +124,13 @@ def equal_blocks(g: Grid) -> list[Grid] | None:
 
 def any_symmetry(p: Grid) -> bool:
     """Mirrored about either axis or, when square, about either diagonal."""
-    mirrored = (p == p[:, ::-1]).all() or (p == p[::-1]).all()
     square = p.shape[0] == p.shape[1]
-    return bool(mirrored or (square and ((p == p.T).all() or (p == p[::-1, ::-1].T).all())))
+    return mirrored(p) or bool(square and ((p == p.T).all() or (p == p[::-1, ::-1].T).all()))
 
 
 def pattern(p: Grid) -> bytes:
     """Where a block is drawn, whatever its colours: blocks alike in shape but each in its own colour."""
-    return bytes(p.shape) + np.packbits(p != background(p)).tobytes()
+    return mask_key(p != background(p))
 
 
 BLOCK_KEYS: dict[str, Callable[[Grid, list[Grid]], float]] = {
