@@ -1,6 +1,6 @@
 """The solver's program families added after a5e598f, each on the ARC-AGI-1 training tasks it was written for and
 where it must refuse: periodic patterns continued, objects slid to an anchor, stamps around cells, odd-one-out
-crops, fixed windows."""
+crops, fixed windows, the feature rule's object features."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from arcsub.core.data import grids_equal
+from arcsub.solver.feature_rule import box_colour, size_extreme
 from arcsub.solver.periodic import continue_pattern, continue_rows, find_period
 from arcsub.solver.search import solve
 from arcsub.solver.select import any_symmetry, crop_rarest_colour, crop_selected, equal_blocks
@@ -38,6 +39,8 @@ FOUND = {
     "48d8fb45": "select_beside_rarest",  # the shape the lone grey mark touches
     "5bd6f4ac": "window_top_left_0_6",  # always the same 3x3 corner of a 9x9 grid
     "d10ecb37": "window_top_left_0_0",  # always the top-left 2x2
+    "aedd82e4": "identity | local_cell+size_extreme",  # the lone red cells (the smallest red pieces) turn blue
+    "3aa6fb7a": "identity | local_cell+box_colour",  # the gap in each L-shape's box turns blue
 }
 
 
@@ -113,3 +116,12 @@ def test_a_window_is_learned_only_for_one_output_size_of_four_cells_or_more():
     assert fit_windows([grid], [g(["12"])]) == []  # two cells match by chance too easily
     assert fit_windows([grid, grid], [g(["12", "56"]), g(["123", "567"])]) == []  # the outputs' sizes differ
     assert fit_windows([grid], [grid]) == []  # the whole input is no crop
+
+
+def test_object_features_rank_pieces_by_size_per_colour_and_find_the_smallest_box():
+    grid = g(["1100", "0001", "2020", "2000"])
+    # the two-cell blue and red pieces are their colour's largest (1), the single cells its smallest (2); the
+    # background is one piece, so both (3)
+    assert size_extreme(grid).tolist() == [[1, 1, 3, 3], [3, 3, 3, 2], [1, 3, 2, 3], [1, 3, 3, 3]]
+    boxes = box_colour(g(["110", "100", "002"]))  # an L-shape's box holds its gap; no shape holds (1, 2)
+    assert boxes.tolist() == [[1, 1, 10], [1, 1, 10], [10, 10, 2]]
