@@ -4,10 +4,11 @@ at most three other features (one neighbour, the first colour along one directio
 A full neighbourhood table (`arcsub.solver.local_rule`) must have seen every test neighbourhood whole, so it fails
 on a test input whose cells meet new combinations of irrelevant neighbours. Keying the table on only the features
 the rule reads generalises: "each cell takes the colour of the cell above it" (a shift), "a black cell between
-two marks of one colour in its column turns that colour". Two features read the cell's object: whether its
-one-colour piece is the largest or the smallest of its colour ("the biggest blob turns blue"), and the colour
-of the smallest one-colour shape whose box holds it ("the gap in each L-shape's box turns blue"). The subsets are tried smallest first, so the answer
-comes from the simplest consistent rule that covers the test input.
+two marks of one colour in its column turns that colour", "the inside of each filled shape turns blue". Two
+features read the cell's object: whether its one-colour piece is the largest or the smallest of its colour ("the
+biggest blob turns blue"), and the colour of the smallest one-colour shape whose box holds it ("the gap in each
+L-shape's box turns blue"). The subsets are tried smallest first, so the answer comes from the simplest
+consistent rule that covers the test input.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arcsub.core.data import Grid
-from arcsub.solver.local_rule import CROSS, NEIGHBOURS, OUTSIDE, far_features, look_up, shifted
+from arcsub.solver.local_rule import CROSS, NEIGHBOURS, OUTSIDE, far_features, interior, look_up, shifted
 from arcsub.solver.objects import background, label
 
 FEATURE_NAMES = (
@@ -28,6 +29,7 @@ FEATURE_NAMES = (
     *(f"ray{dr:+d}{dc:+d}" for dr, dc in CROSS[1:]),
     "row_colours",
     "column_colours",
+    "interior",
     "size_extreme",
     "box_colour",
 )
@@ -67,7 +69,7 @@ def features(grid: Grid) -> np.ndarray:
     """One row per cell (reading order), one column per FEATURE_NAMES entry."""
     h, w = grid.shape
     far = far_features(grid, "rays")[1:] + far_features(grid, "lines")[1:]
-    near = np.stack([grid, *shifted(grid, NEIGHBOURS), *far], axis=-1).astype(np.int64)
+    near = np.stack([grid, *shifted(grid, NEIGHBOURS), *far, interior(grid)], axis=-1).astype(np.int64)
     return np.concatenate(
         [near, size_extreme(grid)[..., None], box_colour(grid)[..., None]], axis=-1
     ).reshape(h * w, -1)

@@ -49,6 +49,12 @@ def shifted(grid: Grid, offsets: tuple[tuple[int, int], ...]) -> list[np.ndarray
     return [padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] for dr, dc in offsets]
 
 
+def interior(grid: Grid) -> np.ndarray:
+    """True where all 8 neighbours share the cell's colour (a cell on the border has none beyond it): the inside
+    of a filled shape, what hollowing or filling rectangles changes (50cb2852, 4347f46a)."""
+    return np.logical_and.reduce([n == grid for n in shifted(grid, NEIGHBOURS)])
+
+
 def neighbourhoods(grid: Grid, shape: str) -> list[bytes]:
     """Each cell's neighbourhood (cells beyond the border as OUTSIDE), in reading order, as hashable bytes."""
     h, w = grid.shape
