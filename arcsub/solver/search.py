@@ -23,7 +23,6 @@ from arcsub.core.data import Grid, Task, grids_equal
 from arcsub.solver.feature_rule import FeatureRule, fit_feature_rules
 from arcsub.solver.local_rule import SHAPES, LocalRule, fit_local_rule
 from arcsub.solver.object_rule import FEATURES, ObjectRule, fit_object_rule
-from arcsub.solver.relative_rule import RelativeRule, fit_relative_rules
 from arcsub.solver.select import selections
 from arcsub.solver.stamp import StampRule, fit_stamp_rule
 from arcsub.solver.transforms import Transform, catalogue, colour_steps, completions, moves
@@ -39,7 +38,7 @@ class Program:
 
     steps: tuple[Transform, ...]
     colours: tuple[int, ...] | None = None
-    rule: LocalRule | ObjectRule | StampRule | FeatureRule | RelativeRule | None = None
+    rule: LocalRule | ObjectRule | StampRule | FeatureRule | None = None
 
     @property
     def name(self) -> str:
@@ -162,7 +161,7 @@ def _learned_rules(
 ) -> Iterator[Program]:
     """One step that keeps every grid's size (identity, a mirror, a completion), then a learned local rule, then
     a learned object rule, then stamps around cells (`arcsub.solver.stamp`, on the input only), then a rule over
-    the fewest cell features and one that names no input colour (last, so that they only add answers): after
+    the fewest cell features (last, so that it only adds answers): after
     every fixed program, since a lookup table fits more than a rule does. Not
     after a crop: a table over a few cropped cells fits by chance (5614dbcf answered wrongly so on the training
     sets)."""
@@ -189,10 +188,6 @@ def _learned_rules(
             yield Program(chain, rule=stamp)
     for chain, outs in same_size[:1]:  # the input itself: after other steps it doubled the search's time and
         for rule in fit_feature_rules(list(outs[:n]), targets):  # explained no more on ARC-AGI-1 training
-            yield Program(chain, rule=rule)
-        for rule in fit_relative_rules(
-            list(outs[:n]), targets
-        ):  # colour-free: after every rule naming colours
             yield Program(chain, rule=rule)
 
 
