@@ -1,6 +1,6 @@
 """The solver's program families added after a5e598f, each on the ARC-AGI-1 training tasks it was written for and
 where it must refuse: periodic patterns continued, objects slid to an anchor, stamps around cells, odd-one-out
-crops, fixed windows, the feature rule's object and interior features."""
+crops, fixed windows, the feature rule's object and interior features, answers looked up by the input's key."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from arcsub.core.data import grids_equal
 from arcsub.solver.feature_rule import box_colour, size_extreme
+from arcsub.solver.lookup import cells, colours, fit_table
 from arcsub.solver.periodic import continue_pattern, continue_rows, find_period
 from arcsub.solver.search import solve
 from arcsub.solver.select import any_symmetry, crop_rarest_colour, crop_selected, equal_blocks
@@ -42,6 +43,8 @@ FOUND = {
     "aedd82e4": "identity | local_cell+size_extreme",  # the lone red cells (the smallest red pieces) turn blue
     "3aa6fb7a": "identity | local_cell+box_colour",  # the gap in each L-shape's box turns blue
     "50cb2852": "identity | local_cell+interior",  # the inside of each rectangle turns azure
+    "d4469b4b": "lookup_colours",  # the input's colour names the 3x3 picture
+    "794b24be": "lookup_cells",  # the number of blue cells fills a fixed picture
 }
 
 
@@ -126,3 +129,17 @@ def test_object_features_rank_pieces_by_size_per_colour_and_find_the_smallest_bo
     assert size_extreme(grid).tolist() == [[1, 1, 3, 3], [3, 3, 3, 2], [1, 3, 2, 3], [1, 3, 3, 3]]
     boxes = box_colour(g(["110", "100", "002"]))  # an L-shape's box holds its gap; no shape holds (1, 2)
     assert boxes.tolist() == [[1, 1, 10], [1, 1, 10], [10, 10, 2]]
+
+
+def test_a_lookup_needs_a_repeated_key_a_function_and_two_sightings_of_a_tiny_answer():
+    red, blue = g(["20", "02"]), g(["10", "01"])
+    square, line = g(["11", "11"]), g(["1111"])
+    assert colours(g(["202", "000"])) == (2,) and cells(g(["202", "000"])) == 2
+    table = fit_table(colours, [red, blue, g(["22", "00"])], [square, line, square])
+    assert table is not None and set(table) == {(1,), (2,)}  # 4-cell answers: one sighting of blue suffices
+    assert fit_table(colours, [red, blue], [square, line]) is None  # no key repeats: nothing shows it decides
+    assert fit_table(colours, [red, g(["22", "00"])], [square, line]) is None  # one key, two answers
+    assert fit_table(colours, [red, g(["22", "00"])], [square, square]) is None  # one answer for everything
+    dot, dash = g(["5"]), g(["55"])
+    tiny = fit_table(colours, [red, blue, g(["22", "00"])], [dot, dash, dot])
+    assert tiny == {(2,): dot}  # a tiny answer seen once (blue) is too likely a coincidence

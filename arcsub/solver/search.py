@@ -22,6 +22,7 @@ import numpy as np
 from arcsub.core.data import Grid, Task, grids_equal
 from arcsub.solver.feature_rule import FeatureRule, fit_feature_rules
 from arcsub.solver.local_rule import SHAPES, LocalRule, fit_local_rule
+from arcsub.solver.lookup import fit_lookups
 from arcsub.solver.object_rule import FEATURES, ObjectRule, fit_object_rule
 from arcsub.solver.select import selections
 from arcsub.solver.stamp import StampRule, fit_stamp_rule
@@ -130,6 +131,7 @@ def programs(
         *moves(),
         *selections(),
         *fit_windows(inputs, targets),
+        *fit_lookups(inputs, targets),
         *completions(),
     ]:
         if clock() > deadline:

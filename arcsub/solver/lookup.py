@@ -1,0 +1,67 @@
+"""An answer looked up by the whole input: the output is one of the demonstrations' outputs, chosen by the set of
+colours the input holds (d4469b4b: the colour names the shape drawn) or by how many coloured cells it has
+(794b24be: the count fills a fixed picture).
+
+A demonstration's output is read off as the answer for any input with the same key, so the table must be a
+function (two demonstrations with one key show one output) that reuses a key (fewer keys than demonstrations:
+else nothing shows that the key decides) and shows two outputs at least. An output under FEWEST_CELLS cells
+answers only where two demonstrations showed its key: a single cell matches by chance (239be575 was answered
+wrongly by the number of objects on ARC-AGI-1 training, a key left out since).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from arcsub.core.data import Grid
+from arcsub.solver.objects import background
+from arcsub.solver.transforms import Fn, Transform
+from arcsub.solver.window import FEWEST_CELLS
+
+Key = Callable[[Grid], object]
+
+
+def colours(g: Grid) -> tuple[int, ...]:
+    """The colours other than the background, in order."""
+    return tuple(c for c in np.unique(g).tolist() if c != background(g))
+
+
+def cells(g: Grid) -> int:
+    """How many cells are not the background."""
+    return int((g != background(g)).sum())
+
+
+KEYS: dict[str, Key] = {"colours": colours, "cells": cells}
+
+
+def look_up_by(key: Key, table: dict[object, Grid]) -> Fn:
+    """The table's grid for the input's key, or None for a key it lacks."""
+    return lambda g: table.get(key(g))
+
+
+def fit_table(key: Key, inputs: Sequence[Grid], targets: Sequence[Grid]) -> dict[object, Grid] | None:
+    """Key -> output over the demonstrations (tiny outputs only when seen twice), or None when one key shows
+    two outputs, no key repeats, or every demonstration shows the same output."""
+    table: dict[object, Grid] = {}
+    for grid, target in zip(inputs, targets, strict=True):
+        k = key(grid)
+        if k in table and not (table[k].shape == target.shape and (table[k] == target).all()):
+            return None
+        table[k] = target
+    if len(table) == len(targets) or len({t.tobytes() + bytes(t.shape) for t in table.values()}) < 2:
+        return None
+    seen = Counter(key(g) for g in inputs)
+    return {k: t for k, t in table.items() if t.size >= FEWEST_CELLS or seen[k] >= 2}
+
+
+def fit_lookups(inputs: Sequence[Grid], targets: Sequence[Grid]) -> list[Transform]:
+    """A lookup step per key whose table fits the demonstrations (`inputs` may hold the test inputs after them)."""
+    found = []
+    for name, key in KEYS.items():
+        table = fit_table(key, inputs[: len(targets)], targets)
+        if table:
+            found.append(Transform(f"lookup_{name}", look_up_by(key, table)))
+    return found
