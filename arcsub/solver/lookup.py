@@ -1,12 +1,13 @@
 """An answer looked up by the whole input: the output is one of the demonstrations' outputs, chosen by the set of
-colours the input holds (d4469b4b: the colour names the shape drawn) or by how many coloured cells it has
-(794b24be: the count fills a fixed picture).
+colours the input holds (d4469b4b: the colour names the shape drawn; 6e02f1e3: the colours name a line).
 
 A demonstration's output is read off as the answer for any input with the same key, so the table must be a
 function (two demonstrations with one key show one output) that reuses a key (fewer keys than demonstrations:
 else nothing shows that the key decides) and shows two outputs at least. An output under FEWEST_CELLS cells
 answers only where two demonstrations showed its key: a single cell matches by chance (239be575 was answered
-wrongly by the number of objects on ARC-AGI-1 training, a key left out since).
+wrongly by the number of objects on ARC-AGI-1 training). The count of coloured cells as a key explained two
+ARC-AGI-1 training tasks but answered two of three ARC-AGI-1 evaluation tasks wrongly (8597cfd7, 9110e3c5: counts
+repeat by chance among a few demonstrations), so it is out (docs/experiments/solver.md).
 """
 
 from __future__ import annotations
@@ -29,12 +30,7 @@ def colours(g: Grid) -> tuple[int, ...]:
     return tuple(c for c in np.unique(g).tolist() if c != background(g))
 
 
-def cells(g: Grid) -> int:
-    """How many cells are not the background."""
-    return int((g != background(g)).sum())
-
-
-KEYS: dict[str, Key] = {"colours": colours, "cells": cells}
+KEYS: dict[str, Key] = {"colours": colours}
 
 
 def look_up_by(key: Key, table: dict[object, Grid]) -> Fn:
