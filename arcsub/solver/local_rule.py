@@ -51,7 +51,7 @@ def shifted(grid: Grid, offsets: tuple[tuple[int, int], ...]) -> list[np.ndarray
 
 def interior(grid: Grid) -> np.ndarray:
     """True where all 8 neighbours share the cell's colour (a cell on the border has none beyond it): the inside
-    of a filled shape, what hollowing or filling rectangles changes (50cb2852, 4347f46a)."""
+    of a filled shape, what filling or recolouring rectangles' insides changes (50cb2852, bb43febb)."""
     return np.logical_and.reduce([n == grid for n in shifted(grid, NEIGHBOURS)])
 
 
