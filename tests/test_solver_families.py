@@ -142,3 +142,14 @@ def test_a_lookup_needs_a_repeated_key_a_function_and_two_sightings_of_a_tiny_an
     dot, dash = g(["5"]), g(["55"])
     tiny = fit_table(colours, [red, blue, g(["22", "00"])], [dot, dash, dot])
     assert list(tiny) == [(2,)] and grids_equal(tiny[(2,)], dot)  # a tiny answer seen once (blue): chance
+
+
+def test_labelled_grids_are_cached_read_only_and_keyed_on_every_argument():
+    from arcsub.solver.objects import label
+
+    grid = g(["110", "001", "220"])
+    first, again = label(grid, 0, False, True), label(grid.copy(), 0, False, True)
+    assert [o.box for o in first] == [o.box for o in again] == [(0, 0, 1, 2), (1, 2, 2, 3), (2, 0, 3, 2)]
+    assert first[0].mask is again[0].mask and not first[0].mask.flags.writeable  # one copy, never changed
+    assert len(label(grid, 0, True, False)) == 1  # other arguments, another entry: all touch diagonally
+    assert len(label(grid.T, 0, False, True)) == 3 and label(grid.T, 0, False, True)[1].box == (0, 2, 2, 3)

@@ -5,6 +5,7 @@ Pure numpy and a flood fill over at most 900 cells, so no SciPy is needed on Kag
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,26 @@ def label(grid: Grid, bg: int, diagonal: bool, by_colour: bool) -> list[Obj]:
     """Connected non-background components, in reading order of their first cell.
 
     `by_colour`: a component holds one colour; otherwise any non-background cells touching form one object.
+    One search labels the same grid many times over (each object key, selection and rule asks again: on ARC-AGI-1
+    training 5 calls in 6 repeat an earlier one), so recent grids' objects are kept; their masks are read-only.
     """
+    g = np.ascontiguousarray(grid)
+    return list(labelled(g.shape, g.tobytes(), g.dtype.str, int(bg), diagonal, by_colour))
+
+
+@functools.lru_cache(maxsize=1024)  # ~1024 grids of at most 30x30: a few MB
+def labelled(
+    shape: tuple[int, ...], data: bytes, dtype: str, bg: int, diagonal: bool, by_colour: bool
+) -> tuple[Obj, ...]:
+    """label's result for a grid given as its bytes (hashable), computed once per distinct grid."""
+    objs = flood_fill(np.frombuffer(data, dtype=dtype).reshape(shape), bg, diagonal, by_colour)
+    for o in objs:
+        o.mask.flags.writeable = False
+    return tuple(objs)
+
+
+def flood_fill(grid: Grid, bg: int, diagonal: bool, by_colour: bool) -> list[Obj]:
+    """The components themselves (label's uncached work)."""
     h, w = grid.shape
     seen = grid == bg
     steps = EIGHT if diagonal else FOUR
