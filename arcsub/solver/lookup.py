@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from arcsub.core.data import Grid
+from arcsub.core.data import Grid, grids_equal
 from arcsub.solver.objects import background
 from arcsub.solver.transforms import Fn, Transform
 from arcsub.solver.window import FEWEST_CELLS
@@ -27,7 +27,8 @@ Key = Callable[[Grid], object]
 
 def colours(g: Grid) -> tuple[int, ...]:
     """The colours other than the background, in order."""
-    return tuple(c for c in np.unique(g).tolist() if c != background(g))
+    bg = background(g)
+    return tuple(c for c in np.unique(g).tolist() if c != bg)
 
 
 KEYS: dict[str, Key] = {"colours": colours}
@@ -41,15 +42,16 @@ def look_up_by(key: Key, table: dict[object, Grid]) -> Fn:
 def fit_table(key: Key, inputs: Sequence[Grid], targets: Sequence[Grid]) -> dict[object, Grid] | None:
     """Key -> output over the demonstrations (tiny outputs only when seen twice), or None when one key shows
     two outputs, no key repeats, or every demonstration shows the same output."""
+    keys = [key(g) for g in inputs]
     table: dict[object, Grid] = {}
-    for grid, target in zip(inputs, targets, strict=True):
-        k = key(grid)
-        if k in table and not (table[k].shape == target.shape and (table[k] == target).all()):
+    for k, target in zip(keys, targets, strict=True):
+        if k in table and not grids_equal(table[k], target):
             return None
         table[k] = target
-    if len(table) == len(targets) or len({t.tobytes() + bytes(t.shape) for t in table.values()}) < 2:
+    outputs = list(table.values())
+    if len(table) == len(targets) or all(grids_equal(t, outputs[0]) for t in outputs):
         return None
-    seen = Counter(key(g) for g in inputs)
+    seen = Counter(keys)
     return {k: t for k, t in table.items() if t.size >= FEWEST_CELLS or seen[k] >= 2}
 
 

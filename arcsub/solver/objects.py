@@ -63,7 +63,7 @@ def label(grid: Grid, bg: int, diagonal: bool, by_colour: bool) -> list[Obj]:
     return list(labelled(g.shape, g.tobytes(), g.dtype.str, int(bg), diagonal, by_colour))
 
 
-@functools.lru_cache(maxsize=1024)  # ~1024 grids of at most 30x30: a few MB
+@functools.lru_cache(maxsize=1024)  # +14 MB peak on ARC-AGI-1 training; a noise grid of 200 cells ~180 KB
 def labelled(
     shape: tuple[int, ...], data: bytes, dtype: str, bg: int, diagonal: bool, by_colour: bool
 ) -> tuple[Obj, ...]:
