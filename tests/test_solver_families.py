@@ -10,6 +10,7 @@ import pytest
 from arcsub.core.data import grids_equal
 from arcsub.solver.feature_rule import box_colour, size_extreme
 from arcsub.solver.lookup import colours, fit_table
+from arcsub.solver.objects import label
 from arcsub.solver.periodic import continue_pattern, continue_rows, find_period
 from arcsub.solver.search import solve
 from arcsub.solver.select import any_symmetry, crop_rarest_colour, crop_selected, equal_blocks
@@ -145,8 +146,6 @@ def test_a_lookup_needs_a_repeated_key_a_function_and_two_sightings_of_a_tiny_an
 
 
 def test_labelled_grids_are_cached_read_only_and_keyed_on_every_argument():
-    from arcsub.solver.objects import label
-
     grid = g(["110", "001", "220"])
     first, again = label(grid, 0, False, True), label(grid.copy(), 0, False, True)
     assert [o.box for o in first] == [o.box for o in again] == [(0, 0, 1, 2), (1, 2, 2, 3), (2, 0, 3, 2)]
